@@ -1,0 +1,149 @@
+"""Training the ``K`` models of a configuration, each on its own row of the membership matrix.
+
+A :class:`Recipe` is the complete description of how one model is trained; defenses change it
+through their ``recipe`` hook (see :mod:`defenses.base`). :func:`train` dispatches to an engine:
+``sequential`` trains the models one after another and is the reference that faster engines are
+tested against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from benchmark.data import Pool
+from benchmark.errors import ConfigError
+from benchmark.models import build_model
+from benchmark.protocol import Membership
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when a model's loss stops being finite; the run is recorded as failed."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How every model of a configuration is trained (before the release hook)."""
+
+    model: str = "mlp"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    epochs: int = 30
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    engine: str = "sequential"
+    device: str = "cpu"
+
+    def replace(self, **changes: Any) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class Models:
+    """The ``K`` trained models; ``logits(k, x)`` is the only way to run one."""
+
+    modules: list[nn.Module]
+    device: torch.device
+    #: Per-model privacy spent (DP-SGD only), from the accountant.
+    epsilons: list[float] | None = None
+
+    @property
+    def n_models(self) -> int:
+        return len(self.modules)
+
+    @torch.no_grad()
+    def logits(self, k: int, x: np.ndarray | torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Logits of model ``k`` on ``x`` (numpy or tensor), on the CPU, in float32."""
+        module = self.modules[k].eval()
+        x = torch.as_tensor(x, dtype=torch.float32)
+        parts = [module(x[i : i + batch_size].to(self.device)).cpu() for i in range(0, len(x), batch_size)]
+        return torch.cat(parts) if parts else torch.empty(0)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device=cuda but no GPU is visible: use training.device=auto")
+    return torch.device(name)
+
+
+def init_model(recipe: Recipe, pool: Pool, seed: int) -> nn.Module:
+    """Model ``seed``'s initial weights; every engine starts from exactly these."""
+    torch.manual_seed(int(seed))
+    return build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
+
+
+def batch_order(
+    members: np.ndarray, epochs: int, batch_size: int, seed: int
+) -> Iterator[np.ndarray]:
+    """The mini-batches (pool indices) of one model: a fresh shuffle of its members each epoch."""
+    rng = np.random.default_rng([int(seed), 0xBA7C4])
+    for _ in range(epochs):
+        shuffled = rng.permutation(members)
+        yield from (shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size))
+
+
+def make_optimizer(recipe: Recipe, params: Any) -> torch.optim.Optimizer:
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+        )
+    # Coupled L2 (torch.optim.Adam), so that weight decay means the same penalty for both.
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def train_one(
+    recipe: Recipe, pool: Pool, members: np.ndarray, seed: int, device: torch.device
+) -> nn.Module:
+    """Train one model on ``pool.x[members]`` with plain mini-batch SGD/Adam."""
+    model = init_model(recipe, pool, seed).to(device)
+    optimizer = make_optimizer(recipe, model.parameters())
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    x = torch.as_tensor(pool.x, device=device)
+    y = torch.as_tensor(pool.y, device=device)
+    model.train()
+    for batch in batch_order(members, recipe.epochs, recipe.batch_size, seed):
+        index = torch.as_tensor(batch, device=device)
+        loss = loss_fn(model(x[index]), y[index])
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss.item()} (try a smaller training.lr)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def train_sequential(
+    recipe: Recipe, pool: Pool, membership: Membership, progress: bool = True
+) -> Models:
+    """The reference engine: one model after another, a plain PyTorch loop each."""
+    device = resolve_device(recipe.device)
+    modules = [
+        train_one(recipe, pool, membership.members(k), int(membership.seeds[k]), device)
+        for k in tqdm(range(membership.n_models), desc="training", unit="model", disable=not progress)
+    ]
+    return Models(modules=modules, device=device)
+
+
+Engine = Callable[[Recipe, Pool, Membership, bool], Models]
+ENGINES: dict[str, Engine] = {"sequential": train_sequential}
+
+
+def train(recipe: Recipe, pool: Pool, membership: Membership, progress: bool = True) -> Models:
+    """Train all ``K`` models of ``membership`` with ``recipe`` on the engine it names."""
+    if recipe.engine not in ENGINES:
+        raise ConfigError(
+            f"unknown training.engine={recipe.engine}: choose one of {sorted(ENGINES)}"
+        )
+    return ENGINES[recipe.engine](recipe, pool, membership, progress)

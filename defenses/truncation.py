@@ -1,0 +1,41 @@
+"""Release-time defenses: the API returns less than the full probability vector.
+
+Convention for attacks: a probability the API does not release is 0. Released probabilities are
+not renormalised, so an attacker sees exactly the values the API returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmark.errors import ConfigError
+from defenses.base import Defense, register_defense
+
+
+@register_defense("topk")
+class TopK(Defense):
+    """Release only the ``k`` largest probabilities; the others are returned as 0."""
+
+    release_kind = "truncated"
+
+    @dataclass
+    class Params:
+        k: int = 1
+
+    def check(self, n_train: int, num_classes: int) -> None:
+        if not 1 <= self.params.k <= num_classes:
+            raise ConfigError(
+                f"defense.topk.k must be between 1 and the number of classes {num_classes} "
+                f"(got {self.params.k})"
+            )
+
+    def release(self, probabilities: np.ndarray) -> np.ndarray:
+        k = self.params.k
+        # A stable sort breaks ties by class index, so exactly k entries survive.
+        order = np.argsort(-probabilities, axis=1, kind="stable")
+        released = np.zeros_like(probabilities)
+        rows = np.arange(len(probabilities))[:, None]
+        released[rows, order[:, :k]] = probabilities[rows, order[:, :k]]
+        return released
