@@ -1,0 +1,49 @@
+"""Shared fixtures: configurations composed exactly as the CLI composes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from benchmark.cli import CONFIG_DIR
+
+#: A configuration small enough to train in about a second on 2 CPU cores.
+FAST = [
+    "protocol.n_models=4",
+    "training.epochs=3",
+    "data=synthetic",
+    "data.n_samples=200",
+    "data.n_classes=5",
+    "data.n_features=20",
+]
+
+
+def compose_config(overrides: list[str], store: Path | None = None) -> DictConfig:
+    """Compose ``conf/config.yaml`` with command-line style ``overrides``.
+
+    With ``store``, MLflow writes into that folder; without it, tracking is disabled.
+    """
+    tracking = (
+        [
+            f"tracking.uri=sqlite:///{store}/mlflow.db",
+            f"tracking.artifact_location={store}/mlartifacts",
+        ]
+        if store is not None
+        else ["tracking.enabled=false"]
+    )
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=[*tracking, *overrides])
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``make_config(overrides, track=False)``: a composed config; MLflow under ``tmp_path``."""
+
+    def make(overrides: list[str] | None = None, track: bool = False) -> DictConfig:
+        return compose_config(list(overrides or []), tmp_path / "results" if track else None)
+
+    return make
