@@ -126,7 +126,9 @@ def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
 
 def build_attack(name: str, params: Mapping[str, Any] | None) -> Attack:
     if name not in ATTACKS:
-        raise ConfigError(f"unknown attack '{name}' in attacks.suite: choose from {sorted(ATTACKS)}")
+        raise ConfigError(
+            f"unknown attack '{name}' in attacks.suite: choose from {sorted(ATTACKS)}"
+        )
     cls = ATTACKS[name]
     try:
         merged = OmegaConf.merge(OmegaConf.structured(cls.Params), params or {})

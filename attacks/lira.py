@@ -68,7 +68,9 @@ class _Lira(Attack):
         if reason is None:
             needs_in = view.shadow_membership.any(axis=0) if self.online else True
             if not np.all(needs_in & (~view.shadow_membership).any(axis=0)):
-                reason = "some pool points have no IN or OUT shadow model: use protocol.n_models >= 4"
+                reason = (
+                    "some pool points have no IN or OUT shadow model: use protocol.n_models >= 4"
+                )
         return reason
 
 
@@ -80,12 +82,14 @@ class LiraOnline(_Lira):
 
     def score(self, view: AttackerView) -> np.ndarray:
         phi, s = self._fit(view)
-        return norm.logpdf(phi, s["mu_in"], s["std_in"]) - norm.logpdf(phi, s["mu_out"], s["std_out"])
+        return norm.logpdf(phi, s["mu_in"], s["std_in"]) - norm.logpdf(
+            phi, s["mu_out"], s["std_out"]
+        )
 
 
 @register_attack("lira_offline")
 class LiraOffline(_Lira):
-    """Offline LiRA: one-sided test against the OUT Gaussian only (Carlini et al. 2022, offline variant)."""
+    """Offline LiRA: a one-sided test against the OUT Gaussian only (Carlini et al. 2022)."""
 
     online = False
 

@@ -1,9 +1,9 @@
 """Command-line entry point ``mia-bench`` (a Hydra application).
 
-    mia-bench                                  # the default benchmark: digits, MLP, no defense
-    mia-bench defense=topk defense.topk.k=3    # one configuration
-    mia-bench -m defense=none,weight_decay,topk  # a sweep: one MLflow parent run, a run each
-    mia-bench --help                           # every config group and option
+mia-bench                                  # the default benchmark: digits, MLP, no defense
+mia-bench defense=topk defense.topk.k=3    # one configuration
+mia-bench -m defense=none,weight_decay,topk  # a sweep: one MLflow parent run, a run each
+mia-bench --help                           # every config group and option
 """
 
 from __future__ import annotations

@@ -128,8 +128,12 @@ def validate(cfg: DictConfig) -> None:
         f"(got {p.n_targets}); set protocol.n_targets=null to attack every model",
     )
     _require(p.canaries >= 0, f"protocol.canaries must be >= 0 (got {p.canaries})")
-    _require(0.0 < d.test_fraction < 1.0, f"data.test_fraction must be in (0, 1), got {d.test_fraction}")
-    _require(d.n_samples is None or d.n_samples >= 4, f"data.n_samples must be >= 4, got {d.n_samples}")
+    _require(
+        0.0 < d.test_fraction < 1.0, f"data.test_fraction must be in (0, 1), got {d.test_fraction}"
+    )
+    _require(
+        d.n_samples is None or d.n_samples >= 4, f"data.n_samples must be >= 4, got {d.n_samples}"
+    )
     _require(t.lr > 0, f"training.lr must be positive (got {t.lr})")
     _require(t.epochs >= 1, f"training.epochs must be >= 1 (got {t.epochs})")
     _require(t.batch_size >= 1, f"training.batch_size must be >= 1 (got {t.batch_size})")

@@ -118,7 +118,7 @@ def _npz(cfg: DictConfig) -> RawDataset:
 
 @register_loader("csv")
 def _csv(cfg: DictConfig) -> RawDataset:
-    """A CSV file with a header row; the label column is ``data.label_column``, the rest features."""
+    """A CSV file with a header row: the label column ``data.label_column``, features the rest."""
     path = _existing_path(cfg, "a CSV file with a header row")
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
@@ -177,7 +177,7 @@ def _purchase100(cfg: DictConfig) -> RawDataset:
 
 @register_loader("texas100")
 def _texas100(cfg: DictConfig) -> RawDataset:
-    """Shokri et al.'s Texas-100 folder ``texas/100`` with files ``feats`` and ``labels`` (1..100)."""
+    """Shokri et al.'s Texas-100 folder ``texas/100``: files ``feats`` and ``labels`` (1..100)."""
     folder = _existing_path(cfg, "the texas/100 folder holding the files feats and labels")
     for name in ("feats", "labels"):
         if not (folder / name).is_file():

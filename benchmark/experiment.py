@@ -19,7 +19,7 @@ import defenses  # noqa: F401  (registers the defenses)
 from attacks.base import Attack, attacker_view, build_suite
 from benchmark.config import to_container, validate
 from benchmark.data import Pool, load_pool
-from benchmark.metrics import Interval, RocEvaluation, evaluate, mean_interval
+from benchmark.metrics import Interval, RocEvaluation, evaluate, mean_interval, metric_bounds
 from benchmark.models import build_model
 from benchmark.protocol import Membership, make_membership
 from benchmark.signals import Signals, compute_signals
@@ -68,7 +68,9 @@ class ExperimentResult:
 
     def target_metrics(self, position: int) -> dict[str, float]:
         """Every metric of the ``position``-th target under its stable key."""
-        metrics = {f"utility/{key}": float(values[position]) for key, values in self.utility.items()}
+        metrics = {
+            f"utility/{key}": float(values[position]) for key, values in self.utility.items()
+        }
         if self.epsilons is not None:
             metrics["dp/epsilon"] = float(self.epsilons[self.targets[position]])
         for attack in self.attacks:
@@ -80,7 +82,10 @@ class ExperimentResult:
     def summary(self) -> dict[str, Interval]:
         """Each metric as a mean over targets with a 95% interval."""
         per_target = [self.target_metrics(i) for i in range(len(self.targets))]
-        return {key: mean_interval([m[key] for m in per_target]) for key in per_target[0]}
+        return {
+            key: mean_interval([m[key] for m in per_target], bounds=metric_bounds(key))
+            for key in per_target[0]
+        }
 
     def not_applicable(self) -> dict[str, str]:
         return {a.name: a.not_applicable for a in self.attacks if a.not_applicable}
@@ -128,16 +133,22 @@ def prepare(cfg: DictConfig, show_progress: bool = True) -> Plan:
         defense.check(n_train=len(pool) // 2, num_classes=pool.num_classes)
     recipe = apply_recipes(defense_list, base_recipe(cfg))
     build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
-    return Plan(config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress)
+    return Plan(
+        config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress
+    )
 
 
-def _utility(models: Models, release: Release, plan: Plan, signals: Signals) -> dict[str, np.ndarray]:
+def _utility(
+    models: Models, release: Release, plan: Plan, signals: Signals
+) -> dict[str, np.ndarray]:
     test_acc, train_acc = [], []
     for k in signals.targets:
         test_outputs = release.query(models, int(k), plan.pool.x_test)
         test_acc.append(np.mean(test_outputs.argmax(axis=1) == plan.pool.y_test))
         members = signals.membership[k]
-        train_acc.append(np.mean(signals.outputs[k, members].argmax(axis=1) == signals.labels[members]))
+        train_acc.append(
+            np.mean(signals.outputs[k, members].argmax(axis=1) == signals.labels[members])
+        )
     test, train_ = np.array(test_acc), np.array(train_acc)
     return {"test_acc": test, "train_acc": train_, "gap": train_ - test}
 
@@ -182,7 +193,9 @@ def execute(plan: Plan) -> ExperimentResult:
     signals = compute_signals(models, release, plan.pool, plan.membership)
     results = [
         run_attack(attack, signals, plan, models, release)
-        for attack in tqdm(plan.attacks, desc="attacks", unit="attack", disable=not plan.show_progress)
+        for attack in tqdm(
+            plan.attacks, desc="attacks", unit="attack", disable=not plan.show_progress
+        )
     ]
     utility = _utility(models, release, plan, signals)
     return ExperimentResult(plan, signals, utility, results, models.epsilons)

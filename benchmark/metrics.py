@@ -83,8 +83,15 @@ class Interval:
         return f"{self.mean:.3g} [{self.low:.3g}, {self.high:.3g}]"
 
 
-def mean_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
-    """Mean over targets with a Student-t interval; no interval (NaN) from a single target."""
+def mean_interval(
+    values: Sequence[float],
+    confidence: float = 0.95,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
+) -> Interval:
+    """Mean over targets with a Student-t interval; no interval (NaN) from a single target.
+
+    The interval is clipped to ``bounds``, the metric's possible range (a TPR is never negative).
+    """
     values = np.asarray(values, dtype=np.float64)
     mean = float(values.mean())
     if len(values) < 2:
@@ -92,7 +99,17 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> Interval
     half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * stats.sem(values)
     if not np.isfinite(half):  # all values equal
         half = 0.0
-    return Interval(mean, mean - half, mean + half)
+    return Interval(mean, float(max(mean - half, bounds[0])), float(min(mean + half, bounds[1])))
+
+
+def metric_bounds(key: str) -> tuple[float, float]:
+    """The possible range of the metric stored under ``key`` (see DESIGN.md section 4)."""
+    name = key.rsplit("/", 1)[-1]
+    if name == "gap":
+        return (-1.0, 1.0)
+    if name in ("epsilon", "eps_lb"):
+        return (0.0, np.inf)
+    return (0.0, 1.0)
 
 
 def mean_roc(

@@ -18,7 +18,8 @@ def format_summary(result: ExperimentResult) -> str:
     lines = [
         f"## {config['data']['name']} · {config['model']['name']} · "
         f"defense={'+'.join(config['defense'])} · {n_models} models, "
-        f"{len(result.targets)} targets · seed {config['seed']} · suite {config['attacks']['version']}",
+        f"{len(result.targets)} targets · seed {config['seed']} · "
+        f"suite {config['attacks']['version']}",
         "",
         "| utility | test acc | train acc | gap |" + (" DP ε |" if result.epsilons else ""),
         "|---|---|---|---|" + ("---|" if result.epsilons else ""),

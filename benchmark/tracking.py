@@ -166,7 +166,10 @@ def _write_artifacts(result: ExperimentResult, folder: Path, summary_text: str) 
     rows = [result.target_metrics(i) for i in range(len(result.targets))]
     header = ["target", *rows[0]]
     lines = [",".join(header)]
-    lines += [",".join([str(k), *(repr(r[h]) for h in header[1:])]) for k, r in zip(result.targets, rows)]
+    lines += [
+        ",".join([str(k), *(repr(r[h]) for h in header[1:])])
+        for k, r in zip(result.targets, rows, strict=True)
+    ]
     (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
     curves = {a.name: a.evaluations["privacy"] for a in result.attacks if a.evaluations}
     if curves:

@@ -66,7 +66,10 @@ class Models:
         """Logits of model ``k`` on ``x`` (numpy or tensor), on the CPU, in float32."""
         module = self.modules[k].eval()
         x = torch.as_tensor(x, dtype=torch.float32)
-        parts = [module(x[i : i + batch_size].to(self.device)).cpu() for i in range(0, len(x), batch_size)]
+        parts = [
+            module(x[i : i + batch_size].to(self.device)).cpu()
+            for i in range(0, len(x), batch_size)
+        ]
         return torch.cat(parts) if parts else torch.empty(0)
 
 
@@ -131,7 +134,9 @@ def train_sequential(
     device = resolve_device(recipe.device)
     modules = [
         train_one(recipe, pool, membership.members(k), int(membership.seeds[k]), device)
-        for k in tqdm(range(membership.n_models), desc="training", unit="model", disable=not progress)
+        for k in tqdm(
+            range(membership.n_models), desc="training", unit="model", disable=not progress
+        )
     ]
     return Models(modules=modules, device=device)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from benchmark.cli import CONFIG_DIR
+from benchmark.experiment import Plan, prepare
+from benchmark.signals import Signals, compute_signals
+from benchmark.training import Models, train
+from defenses.base import Release
 
 #: A configuration small enough to train in about a second on 2 CPU cores.
 FAST = [
@@ -47,3 +52,46 @@ def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config(list(overrides or []), tmp_path / "results" if track else None)
 
     return make
+
+
+#: Few samples per class and no regularisation: models that memorise, attacks that find signal.
+OVERFIT = [
+    "data=synthetic",
+    "data.n_samples=800",
+    "data.n_classes=10",
+    "data.flip_prob=0.3",
+    "protocol.n_models=8",
+    "training.epochs=15",
+]
+
+
+@dataclass
+class Trained:
+    """A trained configuration: what the attacks see, plus the black box they may query."""
+
+    plan: Plan
+    models: Models
+    release: Release
+    signals: Signals
+
+    def query(self, k: int, x):
+        return self.release.query(self.models, k, x)
+
+
+def train_configuration(overrides: list[str]) -> Trained:
+    plan = prepare(compose_config(overrides), show_progress=False)
+    models = train(plan.recipe, plan.pool, plan.membership, progress=False)
+    release = Release(plan.defenses)
+    return Trained(
+        plan, models, release, compute_signals(models, release, plan.pool, plan.membership)
+    )
+
+
+@pytest.fixture(scope="session")
+def fast_trained() -> Trained:
+    return train_configuration(FAST)
+
+
+@pytest.fixture(scope="session")
+def overfit_trained() -> Trained:
+    return train_configuration(OVERFIT)
