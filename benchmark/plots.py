@@ -55,7 +55,7 @@ _LABEL_OFFSETS = ((5, 4), (5, -11), (5, 14), (5, -21))
 class TradeoffPoint:
     """One configuration on the utility-privacy plane."""
 
-    label: str
+    label: str  # short: drawn next to the marker
     family: str
     leakage: Interval  # the strongest attack's TPR at the FPR level
     accuracy: Interval  # test accuracy of the released output
@@ -118,8 +118,8 @@ def plot_tradeoff(
             (max(p.leakage.mean, LOG_FLOOR), p.accuracy.mean),
             textcoords="offset points",
             xytext=_LABEL_OFFSETS[i % len(_LABEL_OFFSETS)],  # neighbours rarely collide
-            fontsize=7,
-        )
+            fontsize=8,
+        ).set_in_layout(False)
     if front:
         ordered = sorted(front, key=lambda i: points[i].leakage.mean)
         xs = [max(points[i].leakage.mean, LOG_FLOOR) for i in ordered]
@@ -148,7 +148,7 @@ def plot_population_vs_canary(
 ) -> Path:
     """Strongest attack's TPR at ``fpr_level`` on the population and on the canaries (Aerni et
     al. 2024: heuristic defenses that look private on the population leak on worst-case points)."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(labels) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(min(max(6, 0.6 * len(labels) + 2), 16), 4.5))
     x = np.arange(len(labels))
     for offset, values, name, colour in (
         (-0.2, population, "population", "tab:blue"),
@@ -161,7 +161,7 @@ def plot_population_vs_canary(
         )
     ax.axhline(fpr_level, color="grey", ls=":", lw=1, label="chance")
     ax.set(yscale="log", ylim=(LOG_FLOOR / 1.5, 1.5), xticks=x)
-    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_xticklabels(labels, fontsize=8)
     ax.set(ylabel=f"strongest attack's TPR at {fpr_level:.1%} FPR", title="Population vs canaries")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -187,7 +187,9 @@ def plot_epsilons(
         capsize=2,
     )
     for label, a, e in zip(labels, accountant, empirical, strict=True):
-        ax.annotate(label, (a.mean, e.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.annotate(
+            label, (a.mean, e.mean), textcoords="offset points", xytext=(5, 4), fontsize=8
+        ).set_in_layout(False)
     top = max(
         [a.mean for a in accountant]
         + [e.high if not np.isnan(e.high) else e.mean for e in empirical]

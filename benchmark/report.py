@@ -27,6 +27,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -124,6 +125,8 @@ class ConfigRun:
     tags: dict[str, str]
     metrics: dict[str, float]
     label: str = ""
+    #: Short id (C1, C2, ... in table order; F1, ... for failed runs) that figures use.
+    key: str = ""
     artifacts: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
@@ -364,7 +367,7 @@ def roc_figure(run: ConfigRun, path: Path) -> Path | None:
                 if name != "targets"
             }
         if curves:
-            return plot_roc(curves, path, title=run.label)
+            return plot_roc(curves, path, title=textwrap.fill(f"{run.key}: {run.label}", 60))
     if "roc.png" in run.artifacts:
         return Path(shutil.copyfile(run.artifacts["roc.png"], path))
     return None
@@ -379,7 +382,7 @@ def _sorted(runs: Sequence[ConfigRun]) -> list[ConfigRun]:
 
 def summary_table(runs: Sequence[ConfigRun]) -> Table:
     has_dp = any("dp/epsilon" in r.metrics for r in runs)
-    header = ["Configuration", "Family", "Test acc.", "Train-test gap", "Strongest attack"]
+    header = ["#", "Configuration", "Family", "Test acc.", "Train-test gap", "Strongest attack"]
     header += ["TPR@0.1%FPR", "TPR@1%FPR", "AUC", "eps lower bound"] + (
         ["DP eps"] if has_dp else []
     )
@@ -396,7 +399,8 @@ def summary_table(runs: Sequence[ConfigRun]) -> Table:
         )
         eps = [run.interval(f"{POPULATION}/{a}/eps_lb") for a in run.attacks()]
         eps_cell = max(eps, key=lambda i: i.mean, default=None)
-        row = [run.label, run.family, run.interval("utility/test_acc"), run.interval("utility/gap")]
+        row = [run.key, run.label, run.family]
+        row += [run.interval("utility/test_acc"), run.interval("utility/gap")]
         row += [attack or "–", *attack_cells, eps_cell]
         rows.append(row + ([run.interval("dp/epsilon")] if has_dp else []))
     caption = (
@@ -429,7 +433,9 @@ def _audit_warnings(runs: Sequence[ConfigRun]) -> list[Block]:
     flagged = [r for r in runs if r.tags.get(VIOLATION_TAG) == "true"]
     if not flagged:
         return []
-    lines = "; ".join(f"{r.label}: {r.tags.get(VIOLATION_TAG + '_by', '')}" for r in flagged)
+    lines = "; ".join(
+        f"{r.key} {r.label}: {r.tags.get(VIOLATION_TAG + '_by', '')}" for r in flagged
+    )
     return [
         Paragraph(
             "**Warning: the empirical epsilon lower bound exceeds the DP accountant's epsilon** "
@@ -443,7 +449,7 @@ def _figures(runs: Sequence[ConfigRun], figures: Path) -> list[Block]:
     blocks: list[Block] = []
     points = [
         TradeoffPoint(
-            r.label,
+            r.key,
             r.family,
             r.interval(f"{POPULATION}/{r.strongest()}/{HEADLINE}"),
             r.interval("utility/test_acc"),
@@ -460,13 +466,14 @@ def _figures(runs: Sequence[ConfigRun], figures: Path) -> list[Block]:
                 path,
                 "Test accuracy against the strongest attack's TPR at 0.1% FPR (log scale; zeros "
                 "drawn at 1e-4), one marker per defense family, 95% intervals over targets; the "
-                "dashed line is the Pareto front; the dotted line is chance (TPR = FPR).",
+                "dashed line is the Pareto front; the dotted line is chance (TPR = FPR). Points "
+                "are labelled with their # in the summary table.",
             ),
         ]
     canary_runs = [r for r in runs if r.strongest(CANARY)]
     if canary_runs:
         path = plot_population_vs_canary(
-            [r.label for r in canary_runs],
+            [r.key for r in canary_runs],
             [r.interval(f"{POPULATION}/{r.strongest()}/{HEADLINE}") for r in canary_runs],
             [r.interval(f"{CANARY}/{r.strongest(CANARY)}/{HEADLINE}") for r in canary_runs],
             figures / "canaries.png",
@@ -488,7 +495,7 @@ def _figures(runs: Sequence[ConfigRun], figures: Path) -> list[Block]:
             for r in dp_runs
         ]
         path = plot_epsilons(
-            [r.label for r in dp_runs],
+            [r.key for r in dp_runs],
             [r.interval("dp/epsilon") for r in dp_runs],
             empirical,
             figures / "epsilons.png",
@@ -506,7 +513,7 @@ def _figures(runs: Sequence[ConfigRun], figures: Path) -> list[Block]:
 
 def _configuration(run: ConfigRun, figures: Path, index: int) -> list[Block]:
     blocks: list[Block] = [
-        Heading(run.label, 3),
+        Heading(f"{run.key}: {run.label}", 3),
         Paragraph(
             f"Run `{run.run_id}` ({run.name}) · {run.tags.get('dataset', '?')} · "
             f"{run.tags.get('model', '?')} · {run.params.get('protocol.n_models', '?')} models · "
@@ -518,7 +525,8 @@ def _configuration(run: ConfigRun, figures: Path, index: int) -> list[Block]:
         blocks += _audit_warnings([run])
     roc = roc_figure(run, figures / f"roc-{index:02d}.png")
     if roc is not None:
-        blocks.append(Figure(roc, f"Log-log ROC curves of {run.label} (mean TPR over targets)."))
+        caption = f"Log-log ROC curves of {run.key} (mean TPR over targets, population points)."
+        blocks.append(Figure(roc, caption))
     return blocks
 
 
@@ -536,7 +544,7 @@ def _reproducibility(
 ) -> list[Block]:
     everything = [*runs, *failed]
     commits = sorted({r.tags.get("git_commit", "unknown") for r in everything})
-    dirty = [r.label for r in everything if r.tags.get("git_dirty") == "true"]
+    dirty = [r.key for r in everything if r.tags.get("git_dirty") == "true"]
     blocks: list[Block] = [
         Heading("Reproducibility"),
         Paragraph(
@@ -555,19 +563,19 @@ def _reproducibility(
     for run in everything:
         command = reproduce_command(run.params, run.tags)
         state = "verified" if command.verified else "NOT verified against current conf/"
-        rows.append([run.label, str(command), state, run.tags.get("config_hash", "?"), run.run_id])
+        rows.append([run.key, str(command), state, run.tags.get("config_hash", "?"), run.run_id])
         if "config.yaml" in run.artifacts:
             text = run.artifacts["config.yaml"].read_text()
         else:
             text = "\n".join(f"{k}: {v}" for k, v in sorted(run.params.items()))
-        configs.append(Details(f"Resolved config: {run.label}", [Code(text, "yaml")]))
+        configs.append(Details(f"Resolved config: {run.key} {run.label}", [Code(text, "yaml")]))
     blocks += [
         Paragraph(
             "Each configuration's command is rebuilt from its recorded params and verified by "
             "composing it with this checkout's `conf/` (tracking settings left out: rerun into "
             "your own store). Check out the commit above first."
         ),
-        Table(["Configuration", "Command", "Check", "Config hash", "Run id"], rows),
+        Table(["#", "Command", "Check", "Config hash", "Run id"], rows),
         Heading("Package versions", 3),
         _packages(everything),
         Heading("Resolved configurations", 3),
@@ -579,11 +587,11 @@ def _reproducibility(
 def _failures(failed: Sequence[ConfigRun]) -> list[Block]:
     if not failed:
         return []
-    rows = [[r.label, r.status, r.tags.get("failure_reason", ""), r.run_id] for r in failed]
+    rows = [[r.key, r.label, r.status, r.tags.get("failure_reason", ""), r.run_id] for r in failed]
     return [
         Heading("Failed or unfinished runs"),
         Paragraph("Left out of every table and figure above."),
-        Table(["Configuration", "Status", "Reason", "Run id"], rows),
+        Table(["#", "Configuration", "Status", "Reason", "Run id"], rows),
     ]
 
 
@@ -607,14 +615,14 @@ def write_csv(runs: Sequence[ConfigRun], path: Path) -> Path:
     params = list(dict.fromkeys([*KEY_PARAMS, *_varying_params(runs)]))
     tags = sorted({k for r in runs for k in r.tags if not k.startswith("mlflow.")})
     metrics = _metric_columns(runs)
-    header = ["run_id", "run_name", "status", "label", "family", "parent_run_id"]
+    header = ["run_id", "run_name", "status", "key", "label", "family", "parent_run_id"]
     header += [f"params.{k}" for k in params] + [f"tags.{k}" for k in tags]
     header += [f"metrics.{k}" for k in metrics]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for run in runs:
-            row = [run.run_id, run.name, run.status, run.label, run.family]
+            row = [run.run_id, run.name, run.status, run.key, run.label, run.family]
             row += [run.tags.get("mlflow.parentRunId", "")]
             row += [run.params.get(k, "") for k in params] + [run.tags.get(k, "") for k in tags]
             row += [repr(run.metrics[k]) if k in run.metrics else "" for k in metrics]
@@ -649,6 +657,9 @@ def build_report(
     label_runs(runs)
     finished = _sorted([r for r in runs if r.finished])
     failed = [r for r in runs if not r.finished]
+    for prefix, group in (("C", finished), ("F", failed)):
+        for number, run in enumerate(group, start=1):
+            run.key = f"{prefix}{number}"
     out = Path(out)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
