@@ -48,7 +48,7 @@ FAMILY_STYLE: dict[str, tuple[str, str]] = {
 }
 #: Smallest rate shown on a log axis; exact zeros are drawn there.
 LOG_FLOOR = 1e-4
-_LABEL_OFFSETS = ((5, 4), (5, -11), (5, 14), (5, -21))
+_LABEL_OFFSETS = ((12, 10), (12, -16), (-28, 14), (-28, -18))
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ def plot_tradeoff(
             textcoords="offset points",
             xytext=_LABEL_OFFSETS[i % len(_LABEL_OFFSETS)],  # neighbours rarely collide
             fontsize=8,
+            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "grey"},  # which point is whose
         ).set_in_layout(False)
     if front:
         ordered = sorted(front, key=lambda i: points[i].leakage.mean)
@@ -163,7 +164,7 @@ def plot_population_vs_canary(
     ax.set(yscale="log", ylim=(LOG_FLOOR / 1.5, 1.5), xticks=x)
     ax.set_xticklabels(labels, fontsize=8)
     ax.set(ylabel=f"strongest attack's TPR at {fpr_level:.1%} FPR", title="Population vs canaries")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return _save(fig, path)
 

@@ -640,6 +640,48 @@ class ReportFiles:
     figures: list[Path]
 
 
+def _source(experiment: str | None, sweep: str | None, run_ids: Sequence[str]) -> str:
+    if experiment:
+        return f"experiment `{experiment}`"
+    if sweep:
+        return f"sweep `{sweep}`"
+    return "runs " + ", ".join(f"`{r}`" for r in run_ids)
+
+
+def _header(
+    title: str, command: str, sweeps: Sequence[str], provenance: str, runs: Sequence[ConfigRun]
+) -> list[Block]:
+    blocks: list[Block] = [Heading(title, 1), Paragraph(f"Regenerate this report: `{command}`")]
+    if sweeps:
+        launched = " ; ".join(f"`{s}`" for s in sweeps)
+        blocks.append(
+            Paragraph(f"Its runs were produced by {launched} (rerun into a fresh experiment).")
+        )
+    finished = sum(r.finished for r in runs)
+    blocks.append(
+        Paragraph(
+            f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by mia-report "
+            f"{_version()} from {provenance}: {finished} finished configuration run(s), "
+            f"{len(runs) - finished} failed or unfinished."
+        )
+    )
+    return blocks
+
+
+def report_blocks(
+    runs: Sequence[ConfigRun], figures: Path, header: Sequence[Block], sweeps: Sequence[str]
+) -> list[Block]:
+    """The whole report; figures are drawn into ``figures``; runs carry their artifacts."""
+    finished = [r for r in runs if r.finished]
+    failed = [r for r in runs if not r.finished]
+    blocks = [*header, *_audit_warnings(finished), Heading("Summary"), summary_table(finished)]
+    blocks += _figures(finished, figures)
+    blocks.append(Heading("Configurations"))
+    for index, run in enumerate(finished):
+        blocks += _configuration(run, figures, index)
+    return blocks + _failures(failed) + _reproducibility(finished, failed, sweeps)
+
+
 def build_report(
     tracking_uri: str = TrackingConfig.uri,
     experiment: str | None = None,
@@ -653,67 +695,39 @@ def build_report(
     """Write the report folder for the selected runs; ``command`` is printed as the way to
     regenerate it (rebuilt from the arguments when not given)."""
     client = open_client(tracking_uri)
-    runs = select_runs(client, experiment, sweep, run_ids)
-    label_runs(runs)
-    finished = _sorted([r for r in runs if r.finished])
-    failed = [r for r in runs if not r.finished]
+    selected = select_runs(client, experiment, sweep, run_ids)
+    label_runs(selected)
+    finished = _sorted([r for r in selected if r.finished])
+    failed = [r for r in selected if not r.finished]
     for prefix, group in (("C", finished), ("F", failed)):
         for number, run in enumerate(group, start=1):
             run.key = f"{prefix}{number}"
+    runs = [*finished, *failed]
     out = Path(out)
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     for stale in figures.glob("*.png"):
         stale.unlink()
-    source = (
-        f"experiment `{experiment}`"
-        if experiment
-        else f"sweep `{sweep}`"
-        if sweep
-        else "runs " + ", ".join(f"`{r}`" for r in run_ids)
-    )
+    source = _source(experiment, sweep, run_ids)
+    title = title or f"mia-bench report: {source.replace('`', '')}"
     command = command or _report_command(tracking_uri, experiment, sweep, run_ids, out)
     sweeps = sweep_commands(client, runs)
-    title = title or f"mia-bench report: {source.replace('`', '')}"
+    header = _header(title, command, sweeps, f"{source} in `{tracking_uri}`", runs)
     with tempfile.TemporaryDirectory() as downloads:
         fetch_artifacts(client, runs, Path(downloads), progress)
-        blocks: list[Block] = [
-            Heading(title, 1),
-            Paragraph(f"Regenerate this report: `{command}`"),
-        ]
-        if sweeps:
-            blocks.append(
-                Paragraph("Rerun its configurations first: " + " ; ".join(f"`{s}`" for s in sweeps))
-            )
-        blocks += [
-            Paragraph(
-                f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} by mia-report "
-                f"{_version()} from {source} in `{tracking_uri}`: {len(finished)} finished "
-                f"configuration run(s), {len(failed)} failed or unfinished."
-            ),
-            *_audit_warnings(finished),
-            Heading("Summary"),
-        ]
-        table = summary_table(finished)
-        blocks.append(table)
-        blocks += _figures(finished, figures)
-        blocks.append(Heading("Configurations"))
-        for index, run in enumerate(finished):
-            blocks += _configuration(run, figures, index)
-        blocks += _failures(failed)
-        blocks += _reproducibility(finished, failed, sweeps)
-        files = ReportFiles(
-            folder=out,
-            markdown=out / "report.md",
-            html=out / "report.html",
-            csv=write_csv(runs, out / "results.csv"),
-            latex=out / "table.tex",
-            figures=[b.path for b in _walk(blocks) if isinstance(b, Figure)],
-        )
-        files.markdown.write_text(to_markdown(blocks, out))
-        files.html.write_text(to_html(blocks, title))
-    latex_table = Table(table.header, table.rows, table.caption.replace("`", ""))
-    files.latex.write_text(to_latex_table(latex_table))
+        blocks = report_blocks(runs, figures, header, sweeps)  # reads the downloads
+    files = ReportFiles(
+        folder=out,
+        markdown=out / "report.md",
+        html=out / "report.html",
+        csv=write_csv(runs, out / "results.csv"),
+        latex=out / "table.tex",
+        figures=[b.path for b in _walk(blocks) if isinstance(b, Figure)],
+    )
+    files.markdown.write_text(to_markdown(blocks, out))
+    files.html.write_text(to_html(blocks, title))
+    table = summary_table(finished)
+    files.latex.write_text(to_latex_table(Table(table.header, table.rows, table.caption)))
     return files
 
 
@@ -753,9 +767,10 @@ DESCRIPTION = """\
 Write a citable report of mia-bench runs recorded in MLflow.
 
 Select the runs with exactly one of --experiment NAME (every configuration run of the
-experiment), --sweep RUN_ID (the configuration runs under a sweep's parent run, the id printed by
-a `mia-bench -m` sweep and shown in the MLflow UI), or RUN_ID ... (configuration runs; a sweep
-parent's id stands for its runs). Without any, the default experiment 'mia-bench' is used.
+experiment), --sweep RUN_ID (the configuration runs under a `mia-bench -m` sweep's parent run;
+its id is in the sweep folder's mlflow_parent_run_id file and in the MLflow UI), or RUN_ID ...
+(configuration runs; a sweep parent's id stands for its runs). Without any, the default
+experiment 'mia-bench' is used.
 
 The --out folder receives:
   report.md, report.html  the report (the HTML embeds its figures and stands alone)
@@ -802,11 +817,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--tracking-uri",
+        metavar="URI",
         default=TrackingConfig.uri,
         help=f"MLflow tracking URI the runs were recorded in (default: {TrackingConfig.uri})",
     )
     parser.add_argument(
-        "--out", default="results/report", help="output folder (default: results/report)"
+        "--out",
+        metavar="DIR",
+        default="results/report",
+        help="output folder (default: results/report)",
     )
     parser.add_argument("--title", help="report title (default: from the source)")
     parser.add_argument(

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmark.audit import VIOLATION_TAG
 from benchmark.config import to_container
+from benchmark.document import inline_html, latex_escape
 from benchmark.errors import ConfigError
 from benchmark.experiment import execute, prepare
 from benchmark.provenance import reproduce_command
@@ -25,7 +26,7 @@ from benchmark.report import (
     select_runs,
 )
 from benchmark.summary import format_summary
-from benchmark.tracking import config_hash, record, record_failure
+from benchmark.tracking import config_hash, flatten, record, record_failure
 from tests.conftest import FAST, compose_config
 from tests.test_audit_run import OVERFIT
 
@@ -104,6 +105,7 @@ class Images(HTMLParser):
             self.title += data
 
 
+@pytest.mark.slow
 def test_report_writes_every_file(report):
     for path in (report.markdown, report.html, report.csv, report.latex):
         assert path.exists() and path.stat().st_size > 0
@@ -118,6 +120,7 @@ def test_report_writes_every_file(report):
     ]
 
 
+@pytest.mark.slow
 def test_html_parses_and_embeds_every_figure(report):
     parser = Images()
     parser.feed(report.html.read_text())
@@ -131,6 +134,7 @@ def test_html_parses_and_embeds_every_figure(report):
     assert all(image.startswith(PNG) for image in embedded)
 
 
+@pytest.mark.slow
 def test_markdown_links_every_figure(report):
     text = report.markdown.read_text()
     for figure in report.figures:
@@ -139,6 +143,7 @@ def test_markdown_links_every_figure(report):
     assert "mia-bench -m defense=none,weight_decay" in text  # the sweep's command
 
 
+@pytest.mark.slow
 def test_csv_round_trips_mlflow_metrics_exactly(report, store):
     client = MlflowClient(store.uri)
     with report.csv.open() as handle:
@@ -158,6 +163,7 @@ def test_csv_round_trips_mlflow_metrics_exactly(report, store):
     assert by_id[store.runs["topk"]]["metrics.dp/epsilon"] == "50.0"
 
 
+@pytest.mark.slow
 def test_latex_table_is_booktabs_with_a_row_per_configuration(report):
     tex = report.latex.read_text()
     for command in ("\\begin{tabular}", "\\toprule", "\\midrule", "\\bottomrule", "\\end{table}"):
@@ -168,6 +174,7 @@ def test_latex_table_is_booktabs_with_a_row_per_configuration(report):
     assert "\\scriptsize $[" in tex  # intervals
 
 
+@pytest.mark.slow
 def test_runs_record_eps_lb_and_the_accountant_check(store):
     client = MlflowClient(store.uri)
     flagged = client.get_run(store.runs["weight_decay"]).data
@@ -189,6 +196,7 @@ def test_runs_record_eps_lb_and_the_accountant_check(store):
     assert max(t.data.metrics["privacy/lira_offline/eps_lb"] for t in targets) > 1e-3
 
 
+@pytest.mark.slow
 def test_report_flags_accountant_violation_and_lists_failures(report, store):
     text = report.markdown.read_text()
     assert "exceeds the DP accountant's epsilon" in text
@@ -198,6 +206,7 @@ def test_report_flags_accountant_violation_and_lists_failures(report, store):
     assert "## Population vs canary leakage" in text
 
 
+@pytest.mark.slow
 def test_recorded_runs_are_reproduced_by_their_commands(store):
     client = MlflowClient(store.uri)
     for run_id in store.runs.values():
@@ -208,6 +217,7 @@ def test_recorded_runs_are_reproduced_by_their_commands(store):
         assert config_hash(rebuilt) == run.data.tags["config_hash"]
 
 
+@pytest.mark.slow
 def test_runs_are_selected_by_sweep_or_ids(store, tmp_path):
     client = open_client(store.uri)
     from_sweep = select_runs(client, sweep=store.sweep)
@@ -232,6 +242,7 @@ def test_runs_are_selected_by_sweep_or_ids(store, tmp_path):
     assert not missing.exists()
 
 
+@pytest.mark.slow
 def test_cli_reports_a_sweep_and_explains_itself(store, tmp_path, capsys):
     out = tmp_path / "sweep-report"
     (out / "figures").mkdir(parents=True)
@@ -263,3 +274,23 @@ def test_pareto_front_and_families():
     assert defense_family("dpsgd+topk") == "composed"
     assert defense_family("none+topk") == "truncation"
     assert defense_family("something_new") == "other"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["defense=[weight_decay,topk]", "model.hidden=[64, 32]", "attacks.version='1.10'"],
+        ["data=synthetic", "data.path='/tmp/a b'", "~attacks.suite.loss", "seed=3"],
+    ],
+)
+def test_commands_rebuild_tricky_configurations(overrides):
+    config = to_container(compose_config(overrides))
+    command = reproduce_command(flatten(config), {"defense": "+".join(config["defense"])})
+    assert command.verified, str(command)
+    assert config_hash(to_container(compose_config(list(command.overrides)))) == config_hash(config)
+
+
+def test_document_escaping():
+    assert latex_escape("weight_decay & 5% {x}") == r"weight\_decay \& 5\% \{x\}"
+    assert inline_html("`a<b` and **c**") == "<code>a&lt;b</code> and <strong>c</strong>"
