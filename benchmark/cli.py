@@ -1,9 +1,10 @@
-"""Command-line entry point ``mia-bench`` (a Hydra application).
+"""Command-line entry points: ``mia-bench`` (a Hydra application) and ``mia-report``.
 
-mia-bench                                  # the default benchmark: digits, MLP, no defense
-mia-bench defense=topk defense.topk.k=3    # one configuration
-mia-bench -m defense=none,weight_decay,topk  # a sweep: one MLflow parent run, a run each
-mia-bench --help                           # every config group and option
+    mia-bench                                  # the default benchmark: digits, MLP, no defense
+    mia-bench defense=topk defense.topk.k=3    # one configuration
+    mia-bench -m defense=none,weight_decay,topk  # a sweep: one MLflow parent run, a run each
+    mia-bench --help                           # every config group and option
+    mia-report --sweep RUN_ID --out DIR        # a citable report of recorded runs (--help)
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def app(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     app()
+
+
+def report_main() -> None:
+    """``mia-report``: see :mod:`benchmark.report`."""
+    from benchmark.report import main as report
+
+    sys.exit(report())
 
 
 if __name__ == "__main__":

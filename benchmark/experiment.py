@@ -7,6 +7,7 @@ with one line and nothing is recorded); :func:`execute` trains, releases, attack
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from tqdm.auto import tqdm
 import attacks  # noqa: F401  (registers the attacks)
 import defenses  # noqa: F401  (registers the defenses)
 from attacks.base import Attack, attacker_view, build_suite
+from benchmark.audit import EpsilonAudit, accountant_violations, audit_delta, audit_targets
 from benchmark.config import to_container, validate
 from benchmark.data import Pool, load_pool
 from benchmark.metrics import Interval, RocEvaluation, evaluate, mean_interval, metric_bounds
@@ -52,6 +54,8 @@ class AttackResult:
     not_applicable: str | None = None
     #: Per-target evaluations, by metric group (``privacy``, ``privacy_canary``).
     evaluations: dict[str, list[RocEvaluation]] = field(default_factory=dict)
+    #: Per-target empirical epsilon lower bounds, by metric group (see benchmark.audit).
+    audits: dict[str, list[EpsilonAudit]] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,6 +81,8 @@ class ExperimentResult:
             for group, evaluations in attack.evaluations.items():
                 for key, value in evaluations[position].metrics().items():
                     metrics[f"{group}/{attack.name}/{key}"] = value
+            for group, audits in attack.audits.items():
+                metrics[f"{group}/{attack.name}/eps_lb"] = audits[position].eps_lb
         return metrics
 
     def summary(self) -> dict[str, Interval]:
@@ -89,6 +95,14 @@ class ExperimentResult:
 
     def not_applicable(self) -> dict[str, str]:
         return {a.name: a.not_applicable for a in self.attacks if a.not_applicable}
+
+    def accountant_violations(self) -> dict[str, list[int]]:
+        """``<group>/<attack>`` -> targets (model indices) whose eps_lb exceeds ``dp/epsilon``."""
+        per_target = [self.target_metrics(i) for i in range(len(self.targets))]
+        return {
+            name: [int(self.targets[i]) for i in positions]
+            for name, positions in accountant_violations(per_target).items()
+        }
 
 
 def base_recipe(cfg: DictConfig) -> Recipe:
@@ -153,16 +167,29 @@ def _utility(
     return {"test_acc": test, "train_acc": train_, "gap": train_ - test}
 
 
-def _evaluate(scores: np.ndarray, signals: Signals) -> dict[str, list[RocEvaluation]]:
+def _groups(signals: Signals) -> dict[str, np.ndarray]:
     groups = {POPULATION: ~signals.canary}
     if signals.canary.any():
         groups[CANARY] = signals.canary
+    return groups
+
+
+def _evaluate(scores: np.ndarray, signals: Signals) -> dict[str, list[RocEvaluation]]:
     return {
         group: [
             evaluate(scores[i][mask], signals.membership[k][mask])
             for i, k in enumerate(signals.targets)
         ]
-        for group, mask in groups.items()
+        for group, mask in _groups(signals).items()
+    }
+
+
+def _audit(scores: np.ndarray, signals: Signals, delta: float) -> dict[str, list[EpsilonAudit]]:
+    """Empirical epsilon per target; each threshold chosen on the other targets (audit.py)."""
+    membership = signals.membership[signals.targets]
+    return {
+        group: audit_targets(scores, membership, delta, mask)
+        for group, mask in _groups(signals).items()
     }
 
 
@@ -183,7 +210,12 @@ def run_attack(
     if reason is not None:
         return AttackResult(attack.name, None, not_applicable=reason)
     scores = np.stack([attack.score(view) for view in views])
-    return AttackResult(attack.name, scores, evaluations=_evaluate(scores, signals))
+    return AttackResult(
+        attack.name,
+        scores,
+        evaluations=_evaluate(scores, signals),
+        audits=_audit(scores, signals, audit_delta(plan.config)),
+    )
 
 
 def execute(plan: Plan) -> ExperimentResult:
@@ -213,6 +245,7 @@ class RunOutcome:
 
 def run(cfg: DictConfig, show_progress: bool = True) -> RunOutcome:
     """Check, execute and record one configuration. Bad input raises ConfigError first."""
+    from benchmark.audit import violation_message
     from benchmark.summary import format_summary
     from benchmark.tracking import check_store, record, record_failure
 
@@ -226,5 +259,10 @@ def run(cfg: DictConfig, show_progress: bool = True) -> RunOutcome:
         run_id = record_failure(cfg.tracking, plan.config, reason) if cfg.tracking.enabled else None
         return RunOutcome(None, run_id, reason, failure=reason)
     text = format_summary(result)
+    violations = result.accountant_violations()
+    if violations:
+        message = violation_message(violations)
+        warnings.warn(message, stacklevel=2)
+        text += f"\n\nWARNING: {message}"
     run_id = record(result, cfg.tracking, text) if cfg.tracking.enabled else None
     return RunOutcome(result, run_id, text)

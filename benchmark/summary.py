@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from benchmark.experiment import ExperimentResult
 
-COLUMNS = (("AUC", "auc"), ("TPR@0.1%FPR", "tpr_at_fpr_0.001"), ("TPR@1%FPR", "tpr_at_fpr_0.01"))
+COLUMNS = (
+    ("AUC", "auc"),
+    ("TPR@0.1%FPR", "tpr_at_fpr_0.001"),
+    ("TPR@1%FPR", "tpr_at_fpr_0.01"),
+    ("ε lower bound", "eps_lb"),
+)
 
 
 def format_summary(result: ExperimentResult) -> str:
@@ -39,5 +44,10 @@ def format_summary(result: ExperimentResult) -> str:
             else:
                 cells = [str(summary[f"{group}/{attack.name}/{key}"]) for _, key in COLUMNS]
             lines.append(f"| {attack.name} | " + " | ".join(cells) + " |")
-    lines += ["", "Values are means over targets with 95% Student-t intervals over targets."]
+    lines += [
+        "",
+        "Values are means over targets with 95% Student-t intervals over targets. The epsilon "
+        "lower bound is each target's 95% Clopper-Pearson bound at the threshold chosen on the "
+        "other targets (benchmark/audit.py).",
+    ]
     return "\n".join(lines)

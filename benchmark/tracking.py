@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import tempfile
 from importlib import metadata
@@ -23,6 +24,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark.audit import violation_tags
 from benchmark.errors import ConfigError
 from benchmark.plots import plot_roc
 
@@ -82,6 +84,15 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+def launched_overrides() -> list[str] | None:
+    """This Hydra job's command-line overrides (a sweep job's own values); None outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return list(HydraConfig.get().overrides.task)
+
+
 def reproducibility_tags(config: dict[str, Any]) -> dict[str, str]:
     tags = {
         "git_commit": _git("rev-parse", "HEAD") or "unknown",
@@ -93,6 +104,9 @@ def reproducibility_tags(config: dict[str, Any]) -> dict[str, str]:
         "dataset": config["data"]["name"],
         "model": config["model"]["name"],
     }
+    overrides = launched_overrides()
+    if overrides is not None:  # what was typed; reports also rebuild a command from the params
+        tags["overrides"] = json.dumps(overrides)
     for package in PACKAGES:
         try:
             tags[f"version/{package}"] = metadata.version(package)
@@ -187,7 +201,8 @@ def record(result: ExperimentResult, tracking: DictConfig, summary_text: str = "
         summary[f"{key}_ci_low"] = interval.low
         summary[f"{key}_ci_high"] = interval.high
     not_applicable = {f"not_applicable/{k}": v for k, v in result.not_applicable().items()}
-    _log(client, run_id, metrics=summary, tags=not_applicable)
+    audit = violation_tags(result.accountant_violations(), result.epsilons is not None)
+    _log(client, run_id, metrics=summary, tags={**not_applicable, **audit})
     for position, k in enumerate(result.targets):
         child = client.create_run(
             experiment_id,
@@ -215,7 +230,11 @@ class SweepParentRun(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         run = client.create_run(
             experiment_id,
-            tags={"mlflow.runName": f"sweep {sweep_dir.name}", "sweep_dir": str(sweep_dir)},
+            tags={
+                "mlflow.runName": f"sweep {sweep_dir.name}",
+                "sweep_dir": str(sweep_dir),
+                "command": shlex.join(["mia-bench", "-m", *config.hydra.overrides.task]),
+            },
         )
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)

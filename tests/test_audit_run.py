@@ -1,0 +1,69 @@
+"""The empirical epsilon inside real runs: logged per target, positive on an overfit model,
+and an accountant epsilon below it tagged and warned about."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmark import experiment
+from benchmark.experiment import execute, prepare, run
+from tests.conftest import FAST
+
+#: FAST, trained long on noisy labels: the models memorise, every attack finds signal.
+OVERFIT = [
+    *FAST,
+    "training.epochs=30",
+    "data.n_samples=300",
+    "data.n_features=50",
+    "data.flip_prob=0.3",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models: one thread avoids oversubscription on busy shared cores (20x faster here)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def overfit_result():
+    from tests.conftest import compose_config
+
+    return execute(prepare(compose_config(OVERFIT), show_progress=False))
+
+
+@pytest.mark.slow
+def test_undefended_overfit_model_has_a_positive_bound(overfit_result):
+    summary = overfit_result.summary()
+    names = [a.name for a in overfit_result.attacks]
+    for name in names:
+        assert summary[f"privacy/{name}/eps_lb"].mean > 0
+    # The best attack proves a positive epsilon on every single target.
+    per_target = [overfit_result.target_metrics(i) for i in range(len(overfit_result.targets))]
+    best = max(names, key=lambda n: summary[f"privacy/{n}/eps_lb"].mean)
+    assert all(m[f"privacy/{best}/eps_lb"] > 0 for m in per_target)
+    assert overfit_result.epsilons is None
+    assert overfit_result.accountant_violations() == {}
+
+
+@pytest.mark.slow
+def test_bound_above_the_accountant_is_warned(overfit_result, make_config, monkeypatch):
+    """An accountant that claims less than the attacks prove (epsilon 0.01) must be flagged;
+    the run tag is checked on recorded runs in test_report.py."""
+    overfit_result.epsilons = [0.01] * 4
+    try:
+        monkeypatch.setattr(experiment, "execute", lambda plan: overfit_result)
+        with pytest.warns(UserWarning, match="exceeds the DP accountant's epsilon"):
+            outcome = run(make_config(OVERFIT), show_progress=False)
+        violations = overfit_result.accountant_violations()
+    finally:
+        overfit_result.epsilons = None
+    assert "WARNING: empirical epsilon lower bound exceeds" in outcome.summary
+    assert violations and all(
+        targets and set(targets) <= {0, 1, 2, 3} for targets in violations.values()
+    )
+    assert set(violations) <= {f"privacy/{a.name}" for a in overfit_result.attacks}

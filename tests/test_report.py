@@ -1,0 +1,296 @@
+"""``mia-report`` on runs created here: files, embedded figures, exact CSV, LaTeX, commands."""
+
+from __future__ import annotations
+
+import base64
+import csv
+from dataclasses import dataclass
+from html.parser import HTMLParser
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from benchmark.audit import VIOLATION_TAG
+from benchmark.config import to_container
+from benchmark.document import inline_html, latex_escape
+from benchmark.errors import ConfigError
+from benchmark.experiment import execute, prepare
+from benchmark.provenance import reproduce_command
+from benchmark.report import (
+    build_report,
+    defense_family,
+    main,
+    open_client,
+    pareto_front,
+    select_runs,
+)
+from benchmark.summary import format_summary
+from benchmark.tracking import config_hash, flatten, record, record_failure
+from tests.conftest import FAST, compose_config
+from tests.test_audit_run import OVERFIT
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class Store:
+    uri: str
+    runs: dict[str, str]  # configuration name -> run id
+    failed: str
+    sweep: str
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models: one thread avoids oversubscription on busy shared cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    """Three recorded configurations, a failed one, and a sweep parent over two of them.
+
+    ``weight_decay`` and ``topk`` are recorded with an accountant epsilon (as DP-SGD runs are):
+    50 for topk (above every bound), 0.001 for weight_decay (below: must be flagged)."""
+    root = tmp_path_factory.mktemp("store") / "results"
+    configurations = {
+        "none": (["protocol.canaries=10"], None),
+        "weight_decay": ([*OVERFIT[len(FAST) :], "defense=weight_decay"], [1e-3] * 4),
+        "topk": (["defense=topk", "defense.topk.k=2"], [50.0] * 4),
+    }
+    runs = {}
+    for name, (overrides, epsilons) in configurations.items():
+        cfg = compose_config([*FAST, *overrides], root)
+        result = execute(prepare(cfg, show_progress=False))
+        result.epsilons = epsilons
+        runs[name] = record(result, cfg.tracking, format_summary(result))
+    failed_cfg = compose_config([*FAST, "training.lr=1e6"], root)
+    failed = record_failure(
+        failed_cfg.tracking, to_container(failed_cfg), "training diverged: loss became nan"
+    )
+    client = MlflowClient(failed_cfg.tracking.uri)
+    experiment_id = client.get_run(failed).info.experiment_id
+    sweep = client.create_run(
+        experiment_id, tags={"command": "mia-bench -m defense=none,weight_decay"}
+    ).info.run_id
+    for name in ("none", "weight_decay"):
+        client.set_tag(runs[name], "mlflow.parentRunId", sweep)
+    return Store(failed_cfg.tracking.uri, runs, failed, sweep)
+
+
+@pytest.fixture(scope="module")
+def report(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return build_report(store.uri, experiment="mia-bench", out=out, progress=False)
+
+
+class Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+        self.title = ""
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+        self._in_title = tag == "title"
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+
+
+@pytest.mark.slow
+def test_report_writes_every_file(report):
+    for path in (report.markdown, report.html, report.csv, report.latex):
+        assert path.exists() and path.stat().st_size > 0
+    names = sorted(p.name for p in report.figures)
+    assert names == [
+        "canaries.png",
+        "epsilons.png",
+        "roc-00.png",
+        "roc-01.png",
+        "roc-02.png",
+        "tradeoff.png",
+    ]
+
+
+@pytest.mark.slow
+def test_html_parses_and_embeds_every_figure(report):
+    parser = Images()
+    parser.feed(report.html.read_text())
+    parser.close()
+    assert parser.title.startswith("mia-bench report")
+    prefix = "data:image/png;base64,"
+    assert len(parser.sources) == len(report.figures)
+    assert all(src.startswith(prefix) for src in parser.sources)
+    embedded = {base64.b64decode(src[len(prefix) :]) for src in parser.sources}
+    assert embedded == {path.read_bytes() for path in report.figures}
+    assert all(image.startswith(PNG) for image in embedded)
+
+
+@pytest.mark.slow
+def test_markdown_links_every_figure(report):
+    text = report.markdown.read_text()
+    for figure in report.figures:
+        assert f"](figures/{figure.name})" in text
+    assert "Regenerate this report: `mia-report --experiment mia-bench" in text
+    assert "mia-bench -m defense=none,weight_decay" in text  # the sweep's command
+
+
+@pytest.mark.slow
+def test_csv_round_trips_mlflow_metrics_exactly(report, store):
+    client = MlflowClient(store.uri)
+    with report.csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["run_id"] for row in rows} == {*store.runs.values(), store.failed}
+    for row in rows:
+        metrics = client.get_run(row["run_id"]).data.metrics
+        cells = {k[len("metrics.") :]: v for k, v in row.items() if k.startswith("metrics.") and v}
+        assert set(cells) == set(metrics)
+        for key, value in metrics.items():
+            assert float(cells[key]) == value, key  # exact, not approximately
+        assert row["tags.config_hash"] == client.get_run(row["run_id"]).data.tags["config_hash"]
+    by_id = {row["run_id"]: row for row in rows}
+    assert by_id[store.runs["topk"]]["params.defense.topk.k"] == "2"
+    assert by_id[store.failed]["status"] == "FAILED"
+    assert by_id[store.runs["topk"]]["metrics.privacy/lira_online/eps_lb_ci_low"]
+    assert by_id[store.runs["topk"]]["metrics.dp/epsilon"] == "50.0"
+
+
+@pytest.mark.slow
+def test_latex_table_is_booktabs_with_a_row_per_configuration(report):
+    tex = report.latex.read_text()
+    for command in ("\\begin{tabular}", "\\toprule", "\\midrule", "\\bottomrule", "\\end{table}"):
+        assert command in tex
+    body = tex.split("\\midrule")[1].split("\\bottomrule")[0].strip().splitlines()
+    assert len(body) == 3  # finished configurations only
+    assert any("& weight\\_decay" in line for line in body)
+    assert "\\scriptsize $[" in tex  # intervals
+
+
+@pytest.mark.slow
+def test_runs_record_eps_lb_and_the_accountant_check(store):
+    client = MlflowClient(store.uri)
+    flagged = client.get_run(store.runs["weight_decay"]).data
+    assert flagged.tags[VIOLATION_TAG] == "true"  # accountant says 0.001, the attacks prove more
+    assert "privacy/" in flagged.tags[f"{VIOLATION_TAG}_by"]
+    assert client.get_run(store.runs["topk"]).data.tags[VIOLATION_TAG] == "false"
+    assert VIOLATION_TAG not in client.get_run(store.runs["none"]).data.tags  # no accountant
+    for name in ("loss", "lira_online", "lira_offline"):
+        key = f"privacy/{name}/eps_lb"
+        assert {key, f"{key}_ci_low", f"{key}_ci_high"} <= set(flagged.metrics)
+        assert f"privacy_canary/{name}/eps_lb" in client.get_run(store.runs["none"]).data.metrics
+    experiment_id = client.get_run(store.runs["weight_decay"]).info.experiment_id
+    targets = client.search_runs(
+        [experiment_id], f"tags.mlflow.parentRunId = '{store.runs['weight_decay']}'"
+    )
+    assert len(targets) == 4
+    assert all(t.data.metrics["dp/epsilon"] == 1e-3 for t in targets)
+    assert all("privacy/lira_offline/eps_lb" in t.data.metrics for t in targets)
+    assert max(t.data.metrics["privacy/lira_offline/eps_lb"] for t in targets) > 1e-3
+
+
+@pytest.mark.slow
+def test_report_flags_accountant_violation_and_lists_failures(report, store):
+    text = report.markdown.read_text()
+    assert "exceeds the DP accountant's epsilon" in text
+    assert "weight_decay" in text.split("exceeds the DP accountant's epsilon")[1].split("\n")[0]
+    assert "training diverged: loss became nan" in text
+    assert "## Accountant vs empirical epsilon" in text
+    assert "## Population vs canary leakage" in text
+
+
+@pytest.mark.slow
+def test_recorded_runs_are_reproduced_by_their_commands(store):
+    client = MlflowClient(store.uri)
+    for run_id in store.runs.values():
+        run = client.get_run(run_id)
+        command = reproduce_command(run.data.params, run.data.tags)
+        assert command.verified, str(command)
+        rebuilt = to_container(compose_config(list(command.overrides)))
+        assert config_hash(rebuilt) == run.data.tags["config_hash"]
+
+
+@pytest.mark.slow
+def test_runs_are_selected_by_sweep_or_ids(store, tmp_path):
+    client = open_client(store.uri)
+    from_sweep = select_runs(client, sweep=store.sweep)
+    assert {r.run_id for r in from_sweep} == {store.runs["none"], store.runs["weight_decay"]}
+    assert {r.run_id for r in select_runs(client, run_ids=[store.sweep])} == {
+        r.run_id for r in from_sweep
+    }
+    assert [r.run_id for r in select_runs(client, run_ids=[store.runs["topk"]])] == [
+        store.runs["topk"]
+    ]
+    target = client.search_runs(
+        [client.get_run(store.sweep).info.experiment_id],
+        f"tags.mlflow.parentRunId = '{store.runs['topk']}'",
+    )[0]
+    with pytest.raises(ConfigError, match="per-target run"):
+        select_runs(client, run_ids=[target.info.run_id])
+    with pytest.raises(ConfigError, match="no MLflow experiment 'nope'"):
+        select_runs(client, experiment="nope")
+    missing = tmp_path / "none.db"
+    with pytest.raises(ConfigError, match="no MLflow store"):
+        open_client(f"sqlite:///{missing}")
+    assert not missing.exists()
+
+
+@pytest.mark.slow
+def test_cli_reports_a_sweep_and_explains_itself(store, tmp_path, capsys):
+    out = tmp_path / "sweep-report"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "roc-99.png").write_bytes(PNG)  # from an earlier, larger report
+    argv = ["--sweep", store.sweep, "--tracking-uri", store.uri, "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert figures == ["canaries.png", "epsilons.png", "roc-00.png", "roc-01.png", "tradeoff.png"]
+    text = (out / "report.md").read_text()
+    assert f"Regenerate this report: `mia-report --sweep {store.sweep}" in text
+    with (out / "results.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+    assert main(["--experiment", "nope", "--tracking-uri", store.uri, "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("mia-report: error: no MLflow experiment")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    help_text = capsys.readouterr().out
+    for word in ("--experiment", "--sweep", "--tracking-uri", "results.csv", "table.tex", "eps"):
+        assert word in help_text
+
+
+def test_pareto_front_and_families():
+    # (leakage, accuracy): b dominates a; c trades accuracy for privacy; d is dominated by c.
+    assert pareto_front([0.5, 0.4, 0.01, 0.02], [0.9, 0.95, 0.7, 0.6]) == [1, 2]
+    assert defense_family("none") == "none"
+    assert defense_family("weight_decay") == "regularisation"
+    assert defense_family("dpsgd+topk") == "composed"
+    assert defense_family("none+topk") == "truncation"
+    assert defense_family("something_new") == "other"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["defense=[weight_decay,topk]", "model.hidden=[64, 32]", "attacks.version='1.10'"],
+        ["data=synthetic", "data.path='/tmp/a b'", "~attacks.suite.loss", "seed=3"],
+    ],
+)
+def test_commands_rebuild_tricky_configurations(overrides):
+    config = to_container(compose_config(overrides))
+    command = reproduce_command(flatten(config), {"defense": "+".join(config["defense"])})
+    assert command.verified, str(command)
+    assert config_hash(to_container(compose_config(list(command.overrides)))) == config_hash(config)
+
+
+def test_document_escaping():
+    assert latex_escape("weight_decay & 5% {x}") == r"weight\_decay \& 5\% \{x\}"
+    assert inline_html("`a<b` and **c**") == "<code>a&lt;b</code> and <strong>c</strong>"
