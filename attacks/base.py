@@ -170,6 +170,8 @@ class Attack:
     needs: ClassVar[str] = "truncated"
     #: The fewest models (target included) the attack needs.
     min_models: ClassVar[int] = 2
+    #: Whether the attack needs IN and OUT shadows of a point (``in_shadows`` not all empty).
+    needs_shadow_pairs: ClassVar[bool] = False
 
     def __init__(self, params: Any) -> None:
         self.params = params
@@ -181,6 +183,10 @@ class Attack:
             return f"needs a '{self.needs}' release; the API releases only '{view.release_kind}'"
         if view.n_shadows + 1 < self.min_models:
             return f"needs protocol.n_models >= {self.min_models}"
+        if self.needs_shadow_pairs and not view.in_shadows.any():
+            return (
+                "no pool point has both an IN and an OUT shadow model: use protocol.n_models >= 4"
+            )
         return None
 
     def score(self, view: AttackerView) -> np.ndarray:

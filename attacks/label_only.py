@@ -62,10 +62,6 @@ class _LabelOnly(Attack):
             reason = "needs black-box query access to the target (features and a query function)"
         if reason is None and self.calibrated and view.query_shadow is None:
             reason = "needs black-box query access to the shadow models"
-        if reason is None and self.calibrated and not view.in_shadows.any():
-            reason = (
-                "no pool point has both an IN and an OUT shadow model: use protocol.n_models >= 4"
-            )
         return reason
 
     def perturbations(self, view: AttackerView) -> np.ndarray:
@@ -133,6 +129,7 @@ class LabelOnlyCalibrated(_LabelOnly):
     """Label robustness calibrated per point on the shadow models' answers (see module doc)."""
 
     calibrated = True
+    needs_shadow_pairs = True
 
     def score(self, view: AttackerView) -> np.ndarray:
         target, shadows = self.correctness(view)

@@ -89,6 +89,7 @@ class LiraParams:
 
 class _Lira(Attack):
     Params = LiraParams
+    needs_shadow_pairs = True
     online: bool
 
     def augments(self, view: AttackerView) -> bool:
@@ -124,14 +125,6 @@ class _Lira(Attack):
         per_example = view.n_shadows >= self.params.per_example_variance_from
         in_mask, out_mask = view.in_shadows[:, None], view.out_shadows[:, None]
         return target_phi, lira_statistics(shadow_phi, in_mask, out_mask, per_example)
-
-    def not_applicable(self, view: AttackerView) -> str | None:
-        reason = super().not_applicable(view)
-        if reason is None and not view.in_shadows.any():
-            reason = (
-                "no pool point has both an IN and an OUT shadow model: use protocol.n_models >= 4"
-            )
-        return reason
 
 
 @register_attack("lira_online")

@@ -77,15 +77,8 @@ class RmiaParams:
 
 class _Rmia(Attack):
     Params = RmiaParams
+    needs_shadow_pairs = True
     online: bool
-
-    def not_applicable(self, view: AttackerView) -> str | None:
-        reason = super().not_applicable(view)
-        if reason is None and not view.in_shadows.any():
-            reason = (
-                "no pool point has both an IN and an OUT shadow model: use protocol.n_models >= 4"
-            )
-        return reason
 
     def population(self, n_points: int) -> np.ndarray:
         size = self.params.population

@@ -66,6 +66,7 @@ class ShadowModelAttack(Attack):
     """Per-class attack models trained on the shadow models' outputs (Shokri et al. 2017)."""
 
     Params = ShadowParams
+    needs_shadow_pairs = True
 
     def __init__(self, params: ShadowParams) -> None:
         super().__init__(params)
@@ -83,14 +84,6 @@ class ShadowModelAttack(Attack):
                 f"attacks.suite.shadow.options={dict(params.options)} do not fit the "
                 f"{params.classifier} classifier ({exc}): use that estimator's keyword arguments"
             ) from None
-
-    def not_applicable(self, view: AttackerView) -> str | None:
-        reason = super().not_applicable(view)
-        if reason is None and not view.in_shadows.any():
-            reason = (
-                "no pool point has both an IN and an OUT shadow model: use protocol.n_models >= 4"
-            )
-        return reason
 
     def score(self, view: AttackerView) -> np.ndarray:
         target = _features(view.target_outputs)

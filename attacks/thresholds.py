@@ -85,15 +85,8 @@ def class_thresholds(
 
 
 class _ClassThresholdAttack(Attack):
+    needs_shadow_pairs = True
     statistic: ClassVar = staticmethod(confidence)
-
-    def not_applicable(self, view: AttackerView) -> str | None:
-        reason = super().not_applicable(view)
-        if reason is None and not view.in_shadows.any():
-            reason = (
-                "no pool point has both an IN and an OUT shadow model: use protocol.n_models >= 4"
-            )
-        return reason
 
     def score(self, view: AttackerView) -> np.ndarray:
         target = self.statistic(view.target_outputs, view.labels)

@@ -68,9 +68,7 @@ class ExperimentResult:
 
     def target_metrics(self, position: int) -> dict[str, float]:
         """Every metric of the ``position``-th target under its stable key."""
-        metrics = {
-            f"utility/{key}": float(values[position]) for key, values in self.utility.items()
-        }
+        metrics = {f"utility/{key}": float(values[position]) for key, values in self.utility.items()}
         if self.epsilons is not None:
             metrics["dp/epsilon"] = float(self.epsilons[self.targets[position]])
         for attack in self.attacks:
@@ -130,22 +128,16 @@ def prepare(cfg: DictConfig, show_progress: bool = True) -> Plan:
         defense.check(n_train=len(pool) // 2, num_classes=pool.num_classes)
     recipe = apply_recipes(defense_list, base_recipe(cfg))
     build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
-    return Plan(
-        config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress
-    )
+    return Plan(config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress)
 
 
-def _utility(
-    models: Models, release: Release, plan: Plan, signals: Signals
-) -> dict[str, np.ndarray]:
+def _utility(models: Models, release: Release, plan: Plan, signals: Signals) -> dict[str, np.ndarray]:
     test_acc, train_acc = [], []
     for k in signals.targets:
         test_outputs = release.query(models, int(k), plan.pool.x_test)
         test_acc.append(np.mean(test_outputs.argmax(axis=1) == plan.pool.y_test))
         members = signals.membership[k]
-        train_acc.append(
-            np.mean(signals.outputs[k, members].argmax(axis=1) == signals.labels[members])
-        )
+        train_acc.append(np.mean(signals.outputs[k, members].argmax(axis=1) == signals.labels[members]))
     test, train_ = np.array(test_acc), np.array(train_acc)
     return {"test_acc": test, "train_acc": train_, "gap": train_ - test}
 
@@ -170,7 +162,13 @@ def run_attack(
     # One cache per attack: every model answers a perturbed copy once, whichever target it shadows.
     query = memoise_query(lambda j, x: release.query(models, j, x))
     views = [
-        attacker_view(signals, int(k), features=plan.pool.x, query=query, pool_kind=plan.pool.kind)
+        attacker_view(
+            signals,
+            int(k),
+            features=plan.pool.x,
+            query=query,
+            pool_kind=plan.pool.kind,
+        )
         for k in signals.targets
     ]
     reason = attack.not_applicable(views[0])
@@ -187,9 +185,7 @@ def execute(plan: Plan) -> ExperimentResult:
     signals = compute_signals(models, release, plan.pool, plan.membership)
     results = [
         run_attack(attack, signals, plan, models, release)
-        for attack in tqdm(
-            plan.attacks, desc="attacks", unit="attack", disable=not plan.show_progress
-        )
+        for attack in tqdm(plan.attacks, desc="attacks", unit="attack", disable=not plan.show_progress)
     ]
     utility = _utility(models, release, plan, signals)
     return ExperimentResult(plan, signals, utility, results, models.epsilons)
