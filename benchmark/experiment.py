@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 import attacks  # noqa: F401  (registers the attacks)
 import defenses  # noqa: F401  (registers the defenses)
-from attacks.base import Attack, attacker_view, build_suite
+from attacks.base import Attack, attacker_view, build_suite, memoise_query
 from benchmark.audit import EpsilonAudit, accountant_violations, audit_delta, audit_targets
 from benchmark.config import to_container, validate
 from benchmark.data import Pool, load_pool
@@ -197,12 +197,15 @@ def run_attack(
     attack: Attack, signals: Signals, plan: Plan, models: Models, release: Release
 ) -> AttackResult:
     """Score every target with ``attack`` (leave-one-out shadows) and evaluate the scores."""
+    # One cache per attack: every model answers a perturbed copy once, whichever target it shadows.
+    query = memoise_query(lambda j, x: release.query(models, j, x))
     views = [
         attacker_view(
             signals,
             int(k),
             features=plan.pool.x,
-            query=lambda j, x: release.query(models, j, x),
+            query=query,
+            pool_kind=plan.pool.kind,
         )
         for k in signals.targets
     ]

@@ -39,3 +39,19 @@ class TopK(Defense):
         rows = np.arange(len(probabilities))[:, None]
         released[rows, order[:, :k]] = probabilities[rows, order[:, :k]]
         return released
+
+
+@register_defense("label_only")
+class LabelOnly(Defense):
+    """Release only the predicted label, as a one-hot vector (ties go to the lowest class index).
+
+    Attacks that need probabilities report "not applicable"; label-only attacks query the API on
+    perturbed inputs instead.
+    """
+
+    release_kind = "label"
+
+    def release(self, probabilities: np.ndarray) -> np.ndarray:
+        released = np.zeros_like(probabilities)
+        released[np.arange(len(probabilities)), probabilities.argmax(axis=1)] = 1.0
+        return released
