@@ -164,7 +164,8 @@ def _prepare_jobs(jobs: list[tuple[str, DictConfig]]) -> None:
                 errors[i] = f"{jobs[i][0]}{exc}"
     if errors:
         first = errors[min(errors)]
-        more = f" (and {len(errors) - 1} more bad jobs)" if len(errors) > 1 else ""
+        n_more = len(errors) - 1
+        more = f" (and {n_more} more bad job{'s' if n_more > 1 else ''})" if n_more else ""
         raise ConfigError(first + more)
 
 
