@@ -3,20 +3,28 @@
     mia-bench                                  # the default benchmark: digits, MLP, no defense
     mia-bench defense=topk defense.topk.k=3    # one configuration
     mia-bench -m defense=none,weight_decay,topk  # a sweep: one MLflow parent run, a run each
+    mia-bench -m hydra/launcher=joblib hydra.launcher.n_jobs=4 seed=0,1,2,3  # jobs in parallel
     mia-bench --help                           # every config group and option
     mia-report --sweep RUN_ID --out DIR        # a citable report of recorded runs (--help)
+
+The command line is checked before Hydra runs it (:mod:`benchmark.preflight`): a bad input is
+refused with one line and exit status 2, before anything is trained or written. A sweep's jobs run
+through :func:`benchmark.sweep.run_job` (resume, failure isolation, a closing summary).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from omegaconf import DictConfig
 
 from benchmark.config import register_configs
 from benchmark.errors import ConfigError
+from benchmark.preflight import check_command_line
 
 register_configs()
 
@@ -34,14 +42,16 @@ def _ui_hint(cfg: DictConfig, run_id: str | None) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def app(cfg: DictConfig) -> float | None:
+def app(cfg: DictConfig) -> object:
     from benchmark.experiment import run
+    from benchmark.sweep import in_sweep, run_job
 
+    if in_sweep():
+        return run_job(cfg)
     try:
         outcome = run(cfg)
     except ConfigError as exc:
-        print(f"mia-bench: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        refuse(exc)
     print(outcome.summary)
     print(_ui_hint(cfg, outcome.run_id))
     if outcome.failure:
@@ -49,7 +59,20 @@ def app(cfg: DictConfig) -> float | None:
     return None
 
 
-def main() -> None:
+def refuse(exc: ConfigError) -> NoReturn:
+    """One line on stderr, exit status 2: how every bad input ends."""
+    print(f"mia-bench: error: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The ``mia-bench`` console script: check the command line, then hand it to Hydra."""
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    try:
+        check_command_line(sys.argv[1:], CONFIG_DIR)
+    except ConfigError as exc:
+        refuse(exc)
     app()
 
 

@@ -88,6 +88,8 @@ class TrackingConfig:
     uri: str = "sqlite:///results/mlflow.db"
     artifact_location: str = "results/mlartifacts"
     experiment: str = "mia-bench"
+    #: Sweeps only: a relaunched sweep skips configurations that already finished under its parent.
+    resume: bool = True
 
 
 @dataclass
@@ -146,6 +148,7 @@ def validate(cfg: DictConfig) -> None:
         t.device in ("auto", "cpu", "cuda"),
         f"training.device must be auto, cpu or cuda (got '{t.device}')",
     )
+    _require(cfg.seed >= 0, f"seed must be a non-negative integer (got {cfg.seed})")
     _require(len(cfg.defense) > 0, "no defense selected: use defense=none for an undefended model")
 
 

@@ -133,13 +133,17 @@ def mislabel_canaries(pool: Pool, membership: Membership, seed: int) -> Pool:
     return Pool(pool.x, y, pool.x_test, pool.y_test, pool.num_classes, pool.name, pool.kind)
 
 
-def prepare(cfg: DictConfig, show_progress: bool = True) -> Plan:
-    """Load the data and check every part of ``cfg``; raise ConfigError on the first problem."""
+def prepare(cfg: DictConfig, show_progress: bool = True, pool: Pool | None = None) -> Plan:
+    """Load the data and check every part of ``cfg``; raise ConfigError on the first problem.
+
+    ``pool``, when given, is ``load_pool(cfg.data, cfg.seed)`` already loaded (a sweep's preflight
+    checks every job but loads each dataset once).
+    """
     validate(cfg)
     config = to_container(cfg)
     defense_list = build_defenses(cfg.defense)
     attack_list = build_suite(cfg.attacks.suite)
-    pool = load_pool(cfg.data, cfg.seed)
+    pool = load_pool(cfg.data, cfg.seed) if pool is None else pool
     p = cfg.protocol
     membership = make_membership(len(pool), p.n_models, cfg.seed, p.n_targets, p.canaries)
     pool = mislabel_canaries(pool, membership, cfg.seed)

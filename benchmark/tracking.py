@@ -2,8 +2,9 @@
 
 One run per configuration holds the mean of every metric over targets with ``_ci_low`` and
 ``_ci_high`` beside it; a child run per target holds its own values; a sweep's jobs hang under one
-parent run created by :class:`SweepParentRun` before any job starts (which also creates the store,
-avoiding the race in MLflow's schema migration when parallel workers open a fresh SQLite store).
+parent run, created before any job starts by :class:`benchmark.sweep.SweepCallback` (which also
+creates the store, avoiding the race in MLflow's schema migration when parallel workers open a
+fresh SQLite store).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import subprocess
 import tempfile
 from importlib import metadata
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -41,14 +40,26 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def check_store(tracking: DictConfig) -> None:
-    """Refuse an unwritable store location before anything trains."""
-    for folder in filter(None, [sqlite_path(tracking.uri), Path(tracking.artifact_location)]):
-        folder = folder.parent if folder.suffix == ".db" else folder
+    """Refuse a store location that cannot be written, before anything trains."""
+    db = sqlite_path(tracking.uri)
+    if db is not None and db.exists() and not (db.is_file() and os.access(db, os.W_OK)):
+        raise ConfigError(
+            f"cannot write the MLflow database {db}: it is a folder or read-only; "
+            "set tracking.uri=sqlite:///<writable folder>/mlflow.db"
+        )
+    folders = ([db.parent] if db is not None else []) + [Path(tracking.artifact_location)]
+    for folder in folders:
         existing = next(p for p in [folder, *folder.parents] if p.exists())
-        if not os.access(existing, os.W_OK):
+        writable = (
+            existing.is_dir()
+            and os.access(existing, os.W_OK)
+            and not os.statvfs(existing).f_flag & os.ST_RDONLY
+        )
+        if not writable:
+            what = "not a folder" if not existing.is_dir() else "not writable"
             raise ConfigError(
-                f"cannot write results to {folder}: {existing} is not writable; "
-                "set tracking.uri and tracking.artifact_location to a writable place"
+                f"cannot write results to {folder}: {existing} is {what}; "
+                "set tracking.uri and tracking.artifact_location to a writable folder"
             )
 
 
@@ -220,27 +231,3 @@ def record(result: ExperimentResult, tracking: DictConfig, summary_text: str = "
         client.log_artifacts(run_id, folder)
     client.set_terminated(run_id, "FINISHED")
     return run_id
-
-
-class SweepParentRun(Callback):
-    """Hydra callback: one MLflow parent run per sweep, created before any job starts."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        client, experiment_id = open_store(config.tracking)
-        sweep_dir = Path(config.hydra.sweep.dir)
-        run = client.create_run(
-            experiment_id,
-            tags={
-                "mlflow.runName": f"sweep {sweep_dir.name}",
-                "sweep_dir": str(sweep_dir),
-                "command": shlex.join(["mia-bench", "-m", *config.hydra.overrides.task]),
-            },
-        )
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        marker = Path(config.hydra.sweep.dir) / PARENT_RUN_FILE
-        if marker.exists():
-            client, _ = open_store(config.tracking)
-            client.set_terminated(marker.read_text().strip(), "FINISHED")

@@ -95,3 +95,16 @@ def fast_trained() -> Trained:
 @pytest.fixture(scope="session")
 def overfit_trained() -> Trained:
     return train_configuration(OVERFIT)
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite database, migrated once per session; copy it to get a fresh store.
+
+    MLflow's schema migration of a new database takes seconds; copying the file takes none.
+    """
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("empty_mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
