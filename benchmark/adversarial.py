@@ -74,31 +74,54 @@ class AdversarialRegulariser:
         self.model = InferenceModel(num_classes).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
 
+    @staticmethod
+    @torch.no_grad()
+    def predictions(classifier: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The classifier's probabilities in eval mode, without gradient (``h``'s input)."""
+        was_training = classifier.training
+        probabilities = torch.softmax(classifier.eval()(x), dim=1)
+        classifier.train(was_training)
+        return probabilities
+
+    def gain_of(
+        self, p_in: torch.Tensor, y_in: torch.Tensor, p_out: torch.Tensor, y_out: torch.Tensor
+    ) -> torch.Tensor:
+        """``G(h)`` (equation 5) from member and reference predictions and labels."""
+        return (
+            F.logsigmoid(self.model(p_in, y_in)).mean()
+            + F.logsigmoid(-self.model(p_out, y_out)).mean()
+        )
+
     def gain(
         self,
         classifier: nn.Module,
         members: tuple[torch.Tensor, torch.Tensor],
         reference: tuple[torch.Tensor, torch.Tensor],
     ) -> torch.Tensor:
-        """The inference model's gain ``G(h)`` (equation 5) on one member and one reference batch;
-        the classifier is evaluated in eval mode and receives no gradient."""
-        was_training = classifier.training
-        classifier.eval()
-        with torch.no_grad():
-            p_in = torch.softmax(classifier(members[0]), dim=1)
-            p_out = torch.softmax(classifier(reference[0]), dim=1)
-        classifier.train(was_training)
-        return (
-            F.logsigmoid(self.model(p_in, members[1])).mean()
-            + F.logsigmoid(-self.model(p_out, reference[1])).mean()
+        """The inference model's gain on one member and one reference batch."""
+        return self.gain_of(
+            self.predictions(classifier, members[0]),
+            members[1],
+            self.predictions(classifier, reference[0]),
+            reference[1],
         )
 
     def update(self, classifier: nn.Module) -> float:
         """``k`` ascent steps of ``h`` on its gain, each on fresh member and reference batches
-        (Algorithm 1, inner loop). Returns the last gain, for monitoring and tests."""
+        (Algorithm 1, inner loop). Returns the last gain, for monitoring and tests.
+
+        The classifier does not change during the inner loop, so its predictions for all ``k``
+        batches are computed in one forward pass.
+        """
+        members = [self.sample_members() for _ in range(self.steps)]
+        reference = [self.sample_reference() for _ in range(self.steps)]
+        p_in = self.predictions(classifier, torch.cat([x for x, _ in members]))
+        p_out = self.predictions(classifier, torch.cat([x for x, _ in reference]))
+        p_in = p_in.split([len(y) for _, y in members])
+        p_out = p_out.split([len(y) for _, y in reference])
         gain = torch.zeros(())
-        for _ in range(self.steps):
-            gain = self.gain(classifier, self.sample_members(), self.sample_reference())
+        for step in range(self.steps):
+            gain = self.gain_of(p_in[step], members[step][1], p_out[step], reference[step][1])
             self.optimizer.zero_grad(set_to_none=True)
             (-gain).backward()
             self.optimizer.step()

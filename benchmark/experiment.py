@@ -138,18 +138,11 @@ def prepare(cfg: DictConfig, show_progress: bool = True) -> Plan:
         defense.check(n_train=len(pool) // 2, num_classes=pool.num_classes)
     recipe = apply_recipes(defense_list, base_recipe(cfg))
     check_recipe(recipe, pool)
-    shadow_recipe = None if cfg.attacker.knows_defense else base_recipe(cfg)
-    return Plan(
-        config,
-        pool,
-        membership,
-        defense_list,
-        recipe,
-        attack_list,
-        cfg.seed,
-        show_progress,
-        shadow_recipe,
+    plan = Plan(
+        config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress
     )
+    plan.shadow_recipe = None if cfg.attacker.knows_defense else base_recipe(cfg)
+    return plan
 
 
 def _utility(

@@ -63,5 +63,6 @@ def test_attacker_knowledge_is_recorded(make_config, tmp_path):
     recorded = client.get_run(outcome.run_id).data
     assert recorded.tags["attacker_knows_defense"] == "false"
     assert recorded.params["attacker.knows_defense"] == "false"
+    assert "naive attacker (undefended shadows)" in outcome.summary
     path = client.download_artifacts(outcome.run_id, "shadow_signals.npz", str(tmp_path))
     assert np.array_equal(Signals.load(path).outputs, outcome.result.shadow_signals.outputs)

@@ -343,3 +343,11 @@ def test_needs_sequential_names_the_fields_only_the_sequential_engine_has(small)
     ]:
         reason = needs_sequential(small.defended({name: {}}))
         assert reason is not None and word in reason
+
+
+def test_defended_training_is_reproducible_from_the_seed(small):
+    recipe = small.defended(
+        {"dropout": {"p": 0.3}, "mixup": {"alpha": 1.0}, "adversarial_regularisation": {}}
+    )
+    first, second = small.fit(recipe.replace(epochs=3)), small.fit(recipe.replace(epochs=3))
+    assert same_weights(first.model, second.model)
