@@ -22,10 +22,9 @@ from benchmark.audit import EpsilonAudit, accountant_violations, audit_delta, au
 from benchmark.config import to_container, validate
 from benchmark.data import Pool, load_pool
 from benchmark.metrics import Interval, RocEvaluation, evaluate, mean_interval, metric_bounds
-from benchmark.models import build_model
 from benchmark.protocol import Membership, make_membership
 from benchmark.signals import Signals, compute_signals
-from benchmark.training import Models, Recipe, TrainingDiverged, train
+from benchmark.training import Models, Recipe, TrainingDiverged, check_recipe, train
 from defenses.base import Defense, Release, apply_recipes, build_defenses
 
 #: Metric groups: the ordinary population, and the canaries when there are any.
@@ -44,6 +43,10 @@ class Plan:
     attacks: list[Attack]
     seed: int
     show_progress: bool = True
+    #: The recipe of the attacker's own shadow models when it does not know the defense
+    #: (``attacker.knows_defense=false``): the base recipe, without any training-time defense.
+    #: None: the attacker knows the recipe, and the other targets serve as shadows.
+    shadow_recipe: Recipe | None = None
 
 
 @dataclass
@@ -65,6 +68,8 @@ class ExperimentResult:
     utility: dict[str, np.ndarray]  # per target: test_acc, train_acc, gap
     attacks: list[AttackResult]
     epsilons: list[float] | None = None
+    #: What the attacker's undefended shadow models release (``attacker.knows_defense=false``).
+    shadow_signals: Signals | None = None
 
     @property
     def targets(self) -> np.ndarray:
@@ -150,10 +155,12 @@ def prepare(cfg: DictConfig, show_progress: bool = True, pool: Pool | None = Non
     for defense in defense_list:
         defense.check(n_train=len(pool) // 2, num_classes=pool.num_classes)
     recipe = apply_recipes(defense_list, base_recipe(cfg))
-    build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
-    return Plan(
+    check_recipe(recipe, pool)
+    plan = Plan(
         config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress
     )
+    plan.shadow_recipe = None if cfg.attacker.knows_defense else base_recipe(cfg)
+    return plan
 
 
 def _utility(
@@ -198,17 +205,32 @@ def _audit(scores: np.ndarray, signals: Signals, delta: float) -> dict[str, list
 
 
 def run_attack(
-    attack: Attack, signals: Signals, plan: Plan, models: Models, release: Release
+    attack: Attack,
+    signals: Signals,
+    plan: Plan,
+    models: Models,
+    release: Release,
+    shadow_models: Models | None = None,
+    shadow_signals: Signals | None = None,
 ) -> AttackResult:
-    """Score every target with ``attack`` (leave-one-out shadows) and evaluate the scores."""
+    """Score every target with ``attack`` (leave-one-out shadows) and evaluate the scores.
+
+    ``shadow_models``/``shadow_signals``: the attacker's own shadow models, when it does not
+    know the defense; by default the other targets are the shadows.
+    """
     # One cache per attack: every model answers a perturbed copy once, whichever target it shadows.
     query = memoise_query(lambda j, x: release.query(models, j, x))
+    shadow_query = query
+    if shadow_models is not None and shadow_models is not models:
+        shadow_query = memoise_query(lambda j, x: release.query(shadow_models, j, x))
     views = [
         attacker_view(
             signals,
             int(k),
+            shadow_signals=shadow_signals,
             features=plan.pool.x,
             query=query,
+            shadow_query=shadow_query,
             pool_kind=plan.pool.kind,
         )
         for k in signals.targets
@@ -225,19 +247,40 @@ def run_attack(
     )
 
 
+def train_shadows(plan: Plan, models: Models) -> Models:
+    """The attacker's shadow models: the targets themselves (leave-one-out) when it knows the
+    defense, else models trained without the training-time defenses on the same membership
+    matrix with the same seeds. A defense without training-time changes leaves the recipe as it
+    is, and then the undefended shadows *are* the targets (same recipe, same seeds)."""
+    if plan.shadow_recipe is None or plan.shadow_recipe == plan.recipe:
+        return models
+    return train(plan.shadow_recipe, plan.pool, plan.membership, progress=plan.show_progress)
+
+
 def execute(plan: Plan) -> ExperimentResult:
-    """Train, release, attack and evaluate the planned configuration."""
+    """Train, release, attack and evaluate the planned configuration.
+
+    Release-time defenses are observable in the API's outputs, so the attacker's shadow models
+    are always queried through the same :class:`Release` as the targets; only the training-time
+    defenses are what an attacker with ``knows_defense=false`` leaves out.
+    """
     models = train(plan.recipe, plan.pool, plan.membership, progress=plan.show_progress)
     release = Release(plan.defenses)
     signals = compute_signals(models, release, plan.pool, plan.membership)
+    shadow_models = train_shadows(plan, models)
+    shadow_signals = (
+        None
+        if shadow_models is models
+        else compute_signals(shadow_models, release, plan.pool, plan.membership)
+    )
     results = [
-        run_attack(attack, signals, plan, models, release)
+        run_attack(attack, signals, plan, models, release, shadow_models, shadow_signals)
         for attack in tqdm(
             plan.attacks, desc="attacks", unit="attack", disable=not plan.show_progress
         )
     ]
     utility = _utility(models, release, plan, signals)
-    return ExperimentResult(plan, signals, utility, results, models.epsilons)
+    return ExperimentResult(plan, signals, utility, results, models.epsilons, shadow_signals)
 
 
 @dataclass

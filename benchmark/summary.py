@@ -24,7 +24,8 @@ def format_summary(result: ExperimentResult) -> str:
         f"## {config['data']['name']} · {config['model']['name']} · "
         f"defense={'+'.join(config['defense'])} · {n_models} models, "
         f"{len(result.targets)} targets · seed {config['seed']} · "
-        f"suite {config['attacks']['version']}",
+        f"suite {config['attacks']['version']}"
+        + ("" if config["attacker"]["knows_defense"] else " · naive attacker (undefended shadows)"),
         "",
         "| utility | test acc | train acc | gap |" + (" DP ε |" if result.epsilons else ""),
         "|---|---|---|---|" + ("---|" if result.epsilons else ""),

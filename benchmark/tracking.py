@@ -114,6 +114,7 @@ def reproducibility_tags(config: dict[str, Any]) -> dict[str, str]:
         "suite_version": str(config["attacks"]["version"]),
         "dataset": config["data"]["name"],
         "model": config["model"]["name"],
+        "attacker_knows_defense": str(config["attacker"]["knows_defense"]).lower(),
     }
     overrides = launched_overrides()
     if overrides is not None:  # what was typed; reports also rebuild a command from the params
@@ -186,6 +187,8 @@ def _write_artifacts(result: ExperimentResult, folder: Path, summary_text: str) 
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
     (folder / "summary.md").write_text(summary_text)
     result.signals.save(folder / "signals.npz")
+    if result.shadow_signals is not None:  # the attacker's undefended shadows (knows_defense=false)
+        result.shadow_signals.save(folder / "shadow_signals.npz")
     scores = {a.name: a.scores for a in result.attacks if a.scores is not None}
     np.savez_compressed(folder / "scores.npz", targets=result.targets, **scores)
     rows = [result.target_metrics(i) for i in range(len(result.targets))]

@@ -1,7 +1,8 @@
 """Release-time defenses: the API returns less than the full probability vector.
 
 Convention for attacks: a probability the API does not release is 0. Released probabilities are
-not renormalised, so an attacker sees exactly the values the API returns.
+not renormalised, so an attacker sees exactly the values the API returns (a rounded or truncated
+vector need not sum to 1).
 """
 
 from __future__ import annotations
@@ -55,3 +56,30 @@ class LabelOnly(Defense):
         released = np.zeros_like(probabilities)
         released[np.arange(len(probabilities)), probabilities.argmax(axis=1)] = 1.0
         return released
+
+
+@register_defense("rounding")
+class Rounding(Defense):
+    """Release every probability rounded to ``decimals`` decimal places.
+
+    Rounding is to the nearest multiple of ``10^-decimals``, halves to even (``numpy.round``);
+    probabilities below half a unit are released as 0. The vector is not renormalised. Rounding
+    can tie the two largest probabilities; the released argmax is then the lower class index,
+    which is the utility a client reading the rounded output gets.
+    """
+
+    release_kind = "truncated"
+
+    @dataclass
+    class Params:
+        decimals: int = 2
+
+    def check(self, n_train: int, num_classes: int) -> None:
+        if self.params.decimals < 1:
+            raise ConfigError(
+                f"defense.rounding.decimals must be >= 1 (got {self.params.decimals}); "
+                "use defense=label_only to release labels only"
+            )
+
+    def release(self, probabilities: np.ndarray) -> np.ndarray:
+        return np.round(probabilities.astype(np.float64), self.params.decimals)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -52,6 +53,16 @@ def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config(list(overrides or []), tmp_path / "results" if track else None)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module's tiny models on one thread: on two busy cores, two threads contend and
+    train small MLPs ~20x slower. Opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 #: Few samples per class and no regularisation: models that memorise, attacks that find signal.
