@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,10 +56,11 @@ def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
     return make
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(autouse=True, scope="session")
 def single_thread():
-    """Run a module's tiny models on one thread: on two busy cores, two threads contend and
-    train small MLPs ~20x slower. Opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    """Tiny models train on one thread: on two busy cores, two threads contend and train small
+    MLPs ~20x slower. Subprocesses inherit OMP_NUM_THREADS=1."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

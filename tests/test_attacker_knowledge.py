@@ -4,15 +4,12 @@ naive one (undefended shadows on the same membership matrix, outputs through the
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from mlflow.tracking import MlflowClient
 
 from attacks.base import attacker_view, build_attack
 from benchmark.experiment import ExperimentResult, execute, prepare, run
 from benchmark.signals import Signals
 from tests.conftest import FAST
-
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 #: A weight decay strong enough that defended and undefended models clearly differ.
 DECAY = ["defense=weight_decay", "defense.weight_decay.weight_decay=0.5"]

@@ -4,7 +4,6 @@ and an accountant epsilon below it tagged and warned about."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from benchmark import experiment
 from benchmark.experiment import execute, prepare, run
@@ -18,15 +17,6 @@ OVERFIT = [
     "data.n_features=50",
     "data.flip_prob=0.3",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: one thread avoids oversubscription on busy shared cores (20x faster here)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from benchmark.data import load_pool
 from benchmark.experiment import execute, prepare
 from benchmark.metrics import evaluate
-
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 #: The default data (digits) and model, undefended, scaled down to seconds: 6 models, 10 epochs.
 CANARY_RUN = ["protocol.n_models=6", "training.epochs=10", "protocol.canaries=100"]

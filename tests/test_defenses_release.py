@@ -29,8 +29,6 @@ probability_rows = arrays(
     np.float64, (6, 5), elements=st.sampled_from([1e-9, 0.01, 0.2, 0.2000001, 0.3, 0.5, 1.0])
 ).map(lambda a: a / a.sum(axis=1, keepdims=True))
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def release(selection: dict, probabilities: np.ndarray) -> np.ndarray:
     return Release(build_defenses(selection))(probabilities)

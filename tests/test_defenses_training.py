@@ -39,7 +39,6 @@ SMALL = [
     "training.batch_size=32",
 ]
 CPU = torch.device("cpu")
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @dataclass

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
 from benchmark.audit import VIOLATION_TAG
@@ -39,15 +38,6 @@ class Store:
     runs: dict[str, str]  # configuration name -> run id
     failed: str
     sweep: str
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: one thread avoids oversubscription on busy shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
