@@ -236,7 +236,10 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["defense=foo"], "Available options in 'defense': adversarial_regularisation, dropout,"),
+        (
+            ["defense=foo"],
+            "Available options in 'defense': adversarial_regularisation, augmentation, dropout,",
+        ),
         (["protocol.n_models=abc"], "could not be converted to Integer"),
         (["-m", "defense=topk", "defense.topk.k=1,99"], "job #1 (defense.topk.k=99)"),
     ],
