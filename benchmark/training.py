@@ -3,7 +3,10 @@
 A :class:`Recipe` is the complete description of how one model is trained; defenses change it
 through their ``recipe`` hook (see :mod:`defenses.base`). :func:`train` dispatches to an engine:
 ``sequential`` trains the models one after another and is the reference that faster engines are
-tested against.
+tested against; ``ensemble`` (:mod:`benchmark.ensemble`, the default) trains them all at once.
+
+A recipe with ``dp`` set trains with DP-SGD; the sequential engine then runs Opacus's
+``PrivacyEngine`` on each model, the reference for the ensemble's private path.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from benchmark.accounting import DPParams
 from benchmark.data import Pool
 from benchmark.errors import ConfigError
 from benchmark.models import build_model
@@ -41,8 +45,10 @@ class Recipe:
     batch_size: int = 64
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
-    engine: str = "sequential"
+    engine: str = "ensemble"
     device: str = "cpu"
+    #: DP-SGD's budget and clipping norm (the ``dpsgd`` defense); None trains without privacy.
+    dp: DPParams | None = None
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
@@ -66,7 +72,10 @@ class Models:
         """Logits of model ``k`` on ``x`` (numpy or tensor), on the CPU, in float32."""
         module = self.modules[k].eval()
         x = torch.as_tensor(x, dtype=torch.float32)
-        parts = [module(x[i : i + batch_size].to(self.device)).cpu() for i in range(0, len(x), batch_size)]
+        parts = [
+            module(x[i : i + batch_size].to(self.device)).cpu()
+            for i in range(0, len(x), batch_size)
+        ]
         return torch.cat(parts) if parts else torch.empty(0)
 
 
@@ -124,16 +133,70 @@ def train_one(
     return model.eval()
 
 
+def train_one_private(
+    recipe: Recipe, pool: Pool, members: np.ndarray, seed: int, device: torch.device
+) -> tuple[nn.Module, float]:
+    """Train one model with DP-SGD through Opacus's ``PrivacyEngine``; return it and its epsilon.
+
+    The reference DP-SGD path: Poisson sampling from a ``DataLoader`` of ``recipe.batch_size``,
+    the noise multiplier that spends ``recipe.dp.target_epsilon`` over ``recipe.epochs``, and the
+    epsilon spent as the engine's accountant reports it.
+    """
+    from opacus import PrivacyEngine  # seconds to import: only DP runs pay for it
+
+    dp = recipe.dp
+    assert dp is not None
+    model = init_model(recipe, pool, seed).to(device)
+    optimizer = make_optimizer(recipe, model.parameters())
+    data = torch.utils.data.TensorDataset(
+        torch.as_tensor(pool.x[members], device=device),
+        torch.as_tensor(pool.y[members], device=device),
+    )
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=recipe.batch_size, generator=torch.Generator().manual_seed(int(seed))
+    )
+    engine = PrivacyEngine(accountant=dp.accountant)
+    private, optimizer, loader = engine.make_private_with_epsilon(
+        module=model,
+        optimizer=optimizer,
+        data_loader=loader,
+        target_epsilon=dp.target_epsilon,
+        target_delta=dp.delta,
+        epochs=recipe.epochs,
+        max_grad_norm=dp.max_grad_norm,
+        poisson_sampling=True,
+        noise_generator=torch.Generator(device).manual_seed(int(seed) + 1),
+    )
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    private.train()
+    for _ in range(recipe.epochs):
+        for x, y in loader:
+            loss = loss_fn(private(x), y)
+            # An empty Poisson batch has a NaN mean loss but no gradient: Opacus adds noise only.
+            if len(y) and not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} (try a smaller training.lr)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    private.remove_hooks()
+    return private._module.eval(), float(engine.get_epsilon(dp.delta))
+
+
 def train_sequential(
     recipe: Recipe, pool: Pool, membership: Membership, progress: bool = True
 ) -> Models:
-    """The reference engine: one model after another, a plain PyTorch loop each."""
+    """The reference engine: one model after another, a plain PyTorch (or Opacus) loop each."""
     device = resolve_device(recipe.device)
-    modules = [
-        train_one(recipe, pool, membership.members(k), int(membership.seeds[k]), device)
-        for k in tqdm(range(membership.n_models), desc="training", unit="model", disable=not progress)
-    ]
-    return Models(modules=modules, device=device)
+    modules, epsilons = [], []
+    for k in tqdm(range(membership.n_models), desc="training", unit="model", disable=not progress):
+        members, seed = membership.members(k), int(membership.seeds[k])
+        if recipe.dp is None:
+            modules.append(train_one(recipe, pool, members, seed, device))
+        else:
+            module, epsilon = train_one_private(recipe, pool, members, seed, device)
+            modules.append(module)
+            epsilons.append(epsilon)
+    return Models(modules=modules, device=device, epsilons=epsilons if recipe.dp else None)
 
 
 Engine = Callable[[Recipe, Pool, Membership, bool], Models]
@@ -147,3 +210,7 @@ def train(recipe: Recipe, pool: Pool, membership: Membership, progress: bool = T
             f"unknown training.engine={recipe.engine}: choose one of {sorted(ENGINES)}"
         )
     return ENGINES[recipe.engine](recipe, pool, membership, progress)
+
+
+# The ensemble engine lives in its own module, which registers itself in ENGINES on import.
+from benchmark import ensemble as _ensemble  # noqa: E402, F401
