@@ -21,6 +21,7 @@ Opacus is imported inside the functions: it takes seconds to import, and only DP
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -70,10 +71,19 @@ def poisson_schedule(n_train: int, batch_size: int, epochs: int) -> PoissonSched
     )
 
 
+@functools.lru_cache(maxsize=64)
 def noise_multiplier(dp: DPParams, schedule: PoissonSchedule) -> float:
-    """``sigma`` that spends ``dp.target_epsilon`` over the schedule (Opacus's binary search)."""
+    """``sigma`` that spends ``dp.target_epsilon`` over the schedule (Opacus's binary search).
+
+    Cached: the search evaluates the accountant a dozen times (about a second), and every model
+    of a configuration asks for the same ``sigma``.
+    """
     from opacus.accountants.utils import get_noise_multiplier
 
+    floor = _rdp_epsilon_floor(dp.delta) if dp.accountant == "rdp" else 0.0
+    if dp.target_epsilon <= floor:
+        # Opacus would search up to sigma = 1e6 (a minute) before giving up.
+        raise _unreachable(dp, schedule, f"RDP certifies no epsilon below {floor:.3g}")
     try:
         with warnings.catch_warnings():
             # The search tries large sigmas, for which RDP's best order is its largest: harmless.
@@ -86,11 +96,24 @@ def noise_multiplier(dp: DPParams, schedule: PoissonSchedule) -> float:
                 accountant=dp.accountant,
             )
     except ValueError as exc:
-        raise ConfigError(
-            f"defense.dpsgd.target_epsilon={dp.target_epsilon} cannot be reached with "
-            f"delta={dp.delta} over {schedule.epochs} epochs at sampling rate "
-            f"{schedule.sample_rate:.4g} ({exc}): raise target_epsilon or lower training.epochs"
-        ) from None
+        raise _unreachable(dp, schedule, str(exc)) from None
+
+
+def _rdp_epsilon_floor(delta: float) -> float:
+    """The epsilon of RDP's conversion to ``(epsilon, delta)``-DP with infinite noise."""
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
+    orders = RDPAccountant.DEFAULT_ALPHAS
+    return float(get_privacy_spent(orders=orders, rdp=[0.0] * len(orders), delta=delta)[0])
+
+
+def _unreachable(dp: DPParams, schedule: PoissonSchedule, why: str) -> ConfigError:
+    return ConfigError(
+        f"defense.dpsgd.target_epsilon={dp.target_epsilon} cannot be reached with "
+        f"delta={dp.delta} over {schedule.epochs} epochs at sampling rate "
+        f"{schedule.sample_rate:.4g} ({why}): raise target_epsilon or delta"
+    )
 
 
 def make_accountant(dp: DPParams) -> IAccountant:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from benchmark.accounting import DPParams
+from benchmark.accounting import DPParams, noise_multiplier, poisson_schedule
 from benchmark.data import Pool
 from benchmark.errors import ConfigError
 from benchmark.models import build_model
@@ -139,15 +139,15 @@ def train_one_private(
     """Train one model with DP-SGD through Opacus's ``PrivacyEngine``; return it and its epsilon.
 
     The reference DP-SGD path: Poisson sampling from a ``DataLoader`` of ``recipe.batch_size``,
-    the noise multiplier that spends ``recipe.dp.target_epsilon`` over ``recipe.epochs``, and the
-    epsilon spent as the engine's accountant reports it.
+    the noise multiplier that spends ``recipe.dp.target_epsilon`` over ``recipe.epochs`` (what
+    ``make_private_with_epsilon`` computes, cached across models), and the epsilon spent as the
+    engine's accountant reports it.
     """
     from opacus import PrivacyEngine  # seconds to import: only DP runs pay for it
 
     dp = recipe.dp
     assert dp is not None
     model = init_model(recipe, pool, seed).to(device)
-    optimizer = make_optimizer(recipe, model.parameters())
     data = torch.utils.data.TensorDataset(
         torch.as_tensor(pool.x[members], device=device),
         torch.as_tensor(pool.y[members], device=device),
@@ -155,14 +155,13 @@ def train_one_private(
     loader = torch.utils.data.DataLoader(
         data, batch_size=recipe.batch_size, generator=torch.Generator().manual_seed(int(seed))
     )
+    schedule = poisson_schedule(len(members), recipe.batch_size, recipe.epochs)
     engine = PrivacyEngine(accountant=dp.accountant)
-    private, optimizer, loader = engine.make_private_with_epsilon(
+    private, optimizer, loader = engine.make_private(
         module=model,
-        optimizer=optimizer,
+        optimizer=make_optimizer(recipe, model.parameters()),
         data_loader=loader,
-        target_epsilon=dp.target_epsilon,
-        target_delta=dp.delta,
-        epochs=recipe.epochs,
+        noise_multiplier=noise_multiplier(dp, schedule),
         max_grad_norm=dp.max_grad_norm,
         poisson_sampling=True,
         noise_generator=torch.Generator(device).manual_seed(int(seed) + 1),
