@@ -12,6 +12,7 @@ A recipe with ``dp`` set trains with DP-SGD; the sequential engine then runs Opa
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,12 +105,31 @@ def batch_order(
 
 
 def make_optimizer(recipe: Recipe, params: Any) -> torch.optim.Optimizer:
+    # The fused kernels apply the same update rule in one pass over the parameters: several
+    # times faster than one kernel per operation on the ensemble's stacked parameters.
+    fused = {"fused": True} if _fused_kernels() else {}
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+            params,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            **fused,
         )
     # Coupled L2 (torch.optim.Adam), so that weight decay means the same penalty for both.
-    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **fused)
+
+
+@functools.cache
+def _fused_kernels() -> bool:
+    """Whether this torch has fused SGD and Adam kernels for CPU tensors (torch >= 2.4)."""
+    probe = [torch.zeros(1, requires_grad=True)]
+    try:
+        torch.optim.SGD(probe, lr=0.1, fused=True)
+        torch.optim.Adam(probe, lr=0.1, fused=True)
+    except (RuntimeError, TypeError):
+        return False
+    return True
 
 
 def train_one(
