@@ -201,7 +201,7 @@ def test_the_private_step_adds_noise_of_std_sigma_c_independently_per_model():
 
 
 def test_both_engines_report_the_epsilon_of_the_same_accountant(make_config):
-    plan = prepare(make_config(DPSGD), False)
+    plan = prepare(make_config([*DPSGD, "protocol.n_models=2"]), False)
     reference = train(plan.recipe.replace(engine="sequential"), plan.pool, plan.membership, False)
     ensemble = train(plan.recipe, plan.pool, plan.membership, False)
     assert len(ensemble.epsilons) == plan.membership.n_models

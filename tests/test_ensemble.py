@@ -15,7 +15,13 @@ from benchmark.errors import ConfigError
 from benchmark.experiment import prepare, run
 from benchmark.models import MODELS, build_model
 from benchmark.protocol import Membership
-from benchmark.stacking import NotStackable, check_stacked, stack
+from benchmark.stacking import (
+    NotStackable,
+    StackedAffine,
+    StackedLinear,
+    check_stacked,
+    stack,
+)
 from benchmark.training import Models, Recipe, TrainingDiverged, init_model, train
 from tests.conftest import FAST
 
@@ -77,6 +83,19 @@ def test_every_zoo_model_stacks_and_computes_what_each_model_computes(name):
     for original, copy in zip(modules, copies, strict=True):
         for p, q in zip(original.parameters(), copy.parameters(), strict=True):
             assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_stacked_linear_backward_is_the_gradient(bias):
+    layers = [nn.Linear(5, 3, bias=bias).double() for _ in range(4)]
+    stacked = StackedLinear(layers)
+    x = torch.randn(6, 4, 5, dtype=torch.float64, requires_grad=True)
+    inputs = (x, stacked.weight) if not bias else (x, stacked.weight, stacked.bias)
+
+    def affine(x, weight, bias=None):
+        return StackedAffine.apply(x, weight, bias)
+
+    assert torch.autograd.gradcheck(affine, inputs)
 
 
 def test_the_stacking_check_catches_a_wrong_stack():
