@@ -82,10 +82,26 @@ def unsupported(recipe: Recipe, membership: Membership) -> str | None:
 
 def per_model_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
     """Cross-entropy ``[B, K]`` of stacked logits ``[B, K, C]`` and labels ``[B, K]``."""
+    # Stacked layers leave model-major memory ([K, B, C] seen as [B, K, C]): flattening in that
+    # order is a view, not a copy.
     flat = F.cross_entropy(
-        logits.flatten(0, 1), y.flatten(), reduction="none", label_smoothing=label_smoothing
+        logits.transpose(0, 1).flatten(0, 1),
+        y.T.flatten(),
+        reduction="none",
+        label_smoothing=label_smoothing,
     )
-    return flat.view(y.shape)
+    return flat.view(y.shape[1], y.shape[0]).T
+
+
+def stacked_batch(
+    x: torch.Tensor, y: torch.Tensor, index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``[B, K, ...]`` and labels ``[B, K]`` of the per-model batches ``index [K, B]``.
+
+    Gathered model by model, so that each model's batch is contiguous in memory, which is what
+    the batched matrix products read.
+    """
+    return x[index].transpose(0, 1), y[index].T
 
 
 def check_finite(losses: torch.Tensor) -> None:
@@ -117,8 +133,8 @@ def fit(
     for batches in tqdm(
         zip(*orders, strict=True), total=steps, desc="training", unit="step", disable=not progress
     ):
-        index = torch.as_tensor(np.stack(batches, axis=1), device=x.device)  # [B, K]
-        losses = per_model_loss(ensemble(x[index]), y[index], recipe.label_smoothing).mean(0)
+        inputs, labels = stacked_batch(x, y, torch.as_tensor(np.stack(batches), device=x.device))
+        losses = per_model_loss(ensemble(inputs), labels, recipe.label_smoothing).mean(0)
         check_finite(losses)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()

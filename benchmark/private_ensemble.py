@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 import benchmark.stacked_samplers  # noqa: F401  (registers the samplers of the stacked layers)
 from benchmark.accounting import DPParams, make_accountant, noise_multiplier, poisson_schedule
-from benchmark.ensemble import check_finite, per_model_loss
+from benchmark.ensemble import check_finite, per_model_loss, stacked_batch
 from benchmark.protocol import Membership
 from benchmark.stacked_samplers import per_model_norm_samplers
 from benchmark.stacking import Ensemble, NotStackable
@@ -34,7 +34,7 @@ from benchmark.training import Recipe, make_optimizer
 def poisson_batch(
     members: torch.Tensor, sample_rate: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One Poisson-sampled batch per model: pool indices ``[B, K]`` and a mask ``[B, K]``.
+    """One Poisson-sampled batch per model: pool indices ``[K, B]`` and a mask ``[K, B]``.
 
     Each of model ``k``'s members (row ``k`` of ``members``) is drawn independently with
     probability ``sample_rate``, as Opacus's ``UniformWithReplacementSampler`` draws them. The
@@ -44,7 +44,7 @@ def poisson_batch(
     size = max(int(drawn.sum(dim=1).max()), 1)
     # A stable sort puts each model's drawn members first, in pool order, then the padding.
     order = torch.argsort((~drawn).to(torch.uint8), dim=1, stable=True)[:, :size]
-    return members.gather(1, order).T, drawn.gather(1, order).T
+    return members.gather(1, order), drawn.gather(1, order)
 
 
 class PrivateEnsemble:
@@ -139,6 +139,7 @@ def fit_private(
         range(schedule.steps), desc="training (DP-SGD)", unit="step", disable=not progress
     ):
         index, mask = poisson_batch(members, schedule.sample_rate, sampler)
-        check_finite(private.step(x[index], y[index], mask, recipe.label_smoothing))
+        inputs, labels = stacked_batch(x, y, index)
+        check_finite(private.step(inputs, labels, mask.T, recipe.label_smoothing))
     private.close()
     return [float(accountant.get_epsilon(dp.delta))] * membership.n_models

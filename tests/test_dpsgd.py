@@ -97,13 +97,13 @@ def test_poisson_batches_hold_each_models_own_members_with_the_right_rate():
     generator = torch.Generator().manual_seed(0)
     sizes = []
     for _ in range(200):
-        index, mask = poisson_batch(members, 0.1, generator)
+        index, mask = poisson_batch(members, 0.1, generator)  # [K, B]
         for k in range(2):
-            drawn = index[mask[:, k], k]
+            drawn = index[k, mask[k]]
             assert torch.all(drawn % 2 == k)  # model k's own members only
             assert len(set(drawn.tolist())) == len(drawn)  # without replacement
             sizes.append(len(drawn))
-        assert mask.any(dim=1).all()  # no row of padding only
+        assert mask.any(dim=0).all()  # no batch position of padding only
     assert abs(sum(sizes) / len(sizes) - 10.0) < 0.5  # E[size] = q * n = 10
 
 
