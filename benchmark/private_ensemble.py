@@ -27,7 +27,7 @@ from benchmark.accounting import DPParams, make_accountant, noise_multiplier, po
 from benchmark.ensemble import check_finite, per_model_loss, stacked_batch
 from benchmark.protocol import Membership
 from benchmark.stacked_samplers import per_model_norm_samplers
-from benchmark.stacking import Ensemble, NotStackable
+from benchmark.stacking import Ensemble, NotStackable, without_weight_gradients
 from benchmark.training import Recipe, make_optimizer
 
 
@@ -75,7 +75,8 @@ class PrivateEnsemble:
             generator=generator,
         )
         # The first backward pass only needs the hooks to fire: asking for the first layer's
-        # gradients alone makes autograd reach every layer's output but skip the other weights.
+        # gradients alone makes autograd reach every layer's output, and stacked linear layers
+        # skip their weight gradients (built-in layers skip what is not asked for).
         self._first = next(list(m.parameters()) for m in ensemble.layers if list(m.parameters()))
 
     def step(
@@ -92,7 +93,8 @@ class PrivateEnsemble:
         losses = per_model_loss(self.module(x), y, label_smoothing)
         losses = torch.where(mask, losses, 0.0)
         self.optimizer.zero_grad(set_to_none=True)
-        torch.autograd.grad(losses.sum(), self._first, retain_graph=True)
+        with without_weight_gradients():
+            torch.autograd.grad(losses.sum(), self._first, retain_graph=True, allow_unused=True)
         coefficients = self.module.get_clipping_coef()
         self.module.disable_hooks()
         (coefficients * losses).sum().backward()

@@ -8,10 +8,11 @@ plain ``torch.mm`` measured in the same run; the process's peak memory; the wall
 ``functional_call`` against the hand-stacked layers. The last line printed is one JSON object with
 every figure. Targets are printed, never asserted.
 
-The sequential engine trains models independently, so its time is linear in ``K``: by default it
-is measured on ``--sequential-models`` models and scaled to ``K`` (``--sequential-models 0``
-measures all of them). One-time costs (imports, the first optimizer step, the accountant's search
-for sigma) are paid before timing and reported apart where they matter.
+Each training is timed ``--repeats`` times and the best time kept (others' load only ever adds
+time). The sequential engine trains models independently, so its time is linear in ``K``;
+``--sequential-models m`` times it on ``m`` models and scales to ``K`` (by default all ``K`` are
+timed). One-time costs (imports, the first optimizer step, the accountant's search for sigma)
+are paid before timing and reported apart where they matter.
 """
 
 from __future__ import annotations
@@ -67,12 +68,16 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
+def timed(fn: Callable[[], object], device: torch.device, repeats: int = 1) -> float:
+    """Wall seconds of ``fn()``: the best of ``repeats`` runs (the least disturbed by others)."""
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def first_models(membership: Membership, m: int) -> Membership:
@@ -166,11 +171,13 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         membership = make_membership(len(pool), k, plan.seed)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        ensemble = timed(lambda m=membership: train(recipe, pool, m, False), device)
+        ensemble = timed(lambda m=membership: train(recipe, pool, m, False), device, args.repeats)
         m = k if args.sequential_models <= 0 else min(k, args.sequential_models)
         subset = first_models(membership, m)
         sequential = timed(
-            lambda s=subset: train(recipe.replace(engine="sequential"), pool, s, False), device
+            lambda s=subset: train(recipe.replace(engine="sequential"), pool, s, False),
+            device,
+            args.repeats,
         ) * (k / m)
         figures[f"ensemble_seconds_k{k}"] = ensemble
         figures[f"sequential_seconds_k{k}"] = sequential
@@ -181,7 +188,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
                 training_flops(recipe, pool, membership) / ensemble / 1e9
             )
             figures["vmap_seconds_k64"] = timed(
-                lambda m=membership: train_vmap(recipe, pool, m, device), device
+                lambda m=membership: train_vmap(recipe, pool, m, device), device, args.repeats
             )
             figures["stacked_speedup_over_vmap_k64"] = figures["vmap_seconds_k64"] / ensemble
     figures["sequential_models_measured"] = (
@@ -196,7 +203,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     schedule = poisson_schedule(int(membership.matrix[0].sum()), recipe.batch_size, recipe.epochs)
     figures["dp_sigma_search_seconds"] = timed(lambda: noise_multiplier(dp, schedule), device)
     figures["dp_seconds_k16"] = timed(
-        lambda: train(recipe.replace(dp=dp), pool, membership, False), device
+        lambda: train(recipe.replace(dp=dp), pool, membership, False), device, args.repeats
     )
     figures["dp_cost_ratio"] = figures["dp_seconds_k16"] / figures["ensemble_seconds_k16"]
 
@@ -209,6 +216,7 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     )
     figures["peak_memory_mib"] = max(figures["peak_memory_mib"], peak_memory_mib(device))
     figures["quick"] = bool(args.quick)
+    figures["repeats"] = args.repeats
     figures["overrides"] = " ".join(args.override)
     return figures
 
@@ -225,7 +233,8 @@ def report(figures: dict[str, object]) -> str:
             f"{f[f'ensemble_seconds_k{k}']:.2f} s, speedup {f[f'ensemble_speedup_k{k}']:.1f}x"
         )
     lines += [
-        f"  (sequential measured on {f['sequential_models_measured']} models per K, scaled to K)",
+        f"  (sequential measured on {f['sequential_models_measured']} models per K, scaled to K;"
+        f" each figure the best of {f['repeats']} runs)",
         f"K=64 torch.func vmap: {f['vmap_seconds_k64']:.2f} s; the stacked layers are "
         f"{f['stacked_speedup_over_vmap_k64']:.1f}x faster",
         f"DP-SGD K=16 (ensemble): {f['dp_seconds_k16']:.2f} s, {f['dp_cost_ratio']:.2f}x "
@@ -258,8 +267,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sequential-models",
         type=int,
-        default=4,
+        default=0,
         help="time the sequential engine on this many models and scale to K (0: all K)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="time each training this many times, keep the best"
     )
     parser.add_argument(
         "--threads",
@@ -271,6 +283,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.epochs = args.epochs or 1
         args.sequential_models = 1
+        args.repeats = 1
     return args
 
 

@@ -25,8 +25,9 @@ they need no functional rewrite of the training loop.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +39,25 @@ MODELS, FOLDED = "models", "folded"
 
 class NotStackable(ValueError):
     """The models cannot be stacked (an unknown layer type, or different architectures)."""
+
+
+#: Whether stacked linear layers compute their weight gradients (see without_weight_gradients).
+_weight_gradients = True
+
+
+@contextlib.contextmanager
+def without_weight_gradients() -> Iterator[None]:
+    """Within this block, stacked linear layers back-propagate to their inputs only.
+
+    For a backward pass run only for the hooks it fires (the norm pass of Opacus's ghost
+    clipping), whose weight gradients would be computed and thrown away.
+    """
+    global _weight_gradients
+    _weight_gradients = False
+    try:
+        yield
+    finally:
+        _weight_gradients = True
 
 
 class StackedAffine(torch.autograd.Function):
@@ -69,6 +89,7 @@ class StackedAffine(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         by_model, weight = ctx.saved_tensors  # type: ignore[attr-defined]
         need_x, need_weight, need_bias = ctx.needs_input_grad  # type: ignore[attr-defined]
+        need_weight, need_bias = need_weight and _weight_gradients, need_bias and _weight_gradients
         g = grad.transpose(0, 1)  # [K, B, out]
         dx = torch.bmm(g, weight).transpose(0, 1) if need_x else None
         dweight = torch.bmm(g.transpose(1, 2), by_model) if need_weight else None
