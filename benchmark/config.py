@@ -49,7 +49,7 @@ class ModelConfig:
 class TrainingConfig:
     """The base training recipe, before any defense changes it (see :mod:`benchmark.training`)."""
 
-    engine: str = "sequential"
+    engine: str = "ensemble"
     device: str = "cpu"
     optimizer: str = "adam"
     lr: float = 1e-3

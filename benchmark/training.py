@@ -3,15 +3,20 @@
 A :class:`Recipe` is the complete description of how one model is trained; defenses change it
 through their ``recipe`` hook (see :mod:`defenses.base`). :func:`train` dispatches to an engine:
 ``sequential`` trains the models one after another and is the reference that faster engines are
-tested against. It implements every training-time defense (early stopping, augmentation, mixup,
-RelaxLoss, adversarial regularisation: see :func:`fit`); :func:`needs_sequential` names the
-recipe fields that other engines do not support.
+tested against; ``ensemble`` (:mod:`benchmark.ensemble`, the default) trains them all at once
+and hands recipes it cannot train to ``sequential``.
+
+The sequential engine implements every training-time defense (early stopping, augmentation,
+mixup, RelaxLoss, adversarial regularisation: see :func:`fit`). A recipe with ``dp`` set
+trains with DP-SGD; the sequential engine then runs Opacus's ``PrivacyEngine`` on each
+model, the reference for the ensemble's private path.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +28,7 @@ from tqdm.auto import tqdm
 
 from benchmark.adversarial import AdversarialRegulariser, batch_sampler
 from benchmark.augmentation import augment
+from benchmark.accounting import DPParams, noise_multiplier, poisson_schedule
 from benchmark.data import Pool
 from benchmark.errors import ConfigError
 from benchmark.models import build_model
@@ -51,7 +57,7 @@ class Recipe:
     batch_size: int = 64
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
-    engine: str = "sequential"
+    engine: str = "ensemble"
     device: str = "cpu"
     #: Early stopping: stop after this many epochs without a lower validation loss (0: off) and
     #: restore the best weights; the validation split is this fraction of the model's members.
@@ -71,6 +77,8 @@ class Recipe:
     adversarial_reference_fraction: float = 0.0
     adversarial_steps: int = 1
     adversarial_lr: float = 1e-3
+    #: DP-SGD's budget and clipping norm (the ``dpsgd`` defense); None trains without privacy.
+    dp: DPParams | None = None
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
@@ -162,12 +170,31 @@ def batch_order(
 
 
 def make_optimizer(recipe: Recipe, params: Any) -> torch.optim.Optimizer:
+    # The fused kernels apply the same update rule in one pass over the parameters: several
+    # times faster than one kernel per operation on the ensemble's stacked parameters.
+    fused = {"fused": True} if _fused_kernels() else {}
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+            params,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            **fused,
         )
     # Coupled L2 (torch.optim.Adam), so that weight decay means the same penalty for both.
-    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **fused)
+
+
+@functools.cache
+def _fused_kernels() -> bool:
+    """Whether this torch has fused SGD and Adam kernels for CPU tensors (torch >= 2.4)."""
+    probe = [torch.zeros(1, requires_grad=True)]
+    try:
+        torch.optim.SGD(probe, lr=0.1, fused=True)
+        torch.optim.Adam(probe, lr=0.1, fused=True)
+    except (RuntimeError, TypeError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -225,6 +252,12 @@ def check_recipe(recipe: Recipe, pool: Pool) -> None:
         raise ConfigError(
             "defense=relaxloss defines its own loss and cannot be combined with mixup or "
             "label_smoothing: select only one of them"
+        )
+    sequential_only = needs_sequential(recipe)
+    if recipe.dp is not None and sequential_only:
+        raise ConfigError(
+            f"defense=dpsgd trains with plain DP-SGD, whose privacy accounting covers nothing "
+            f"else: {sequential_only.split(' need')[0]} cannot be combined with it"
         )
     n_members = len(pool) // 2
     n_validation, n_reference = split_sizes(recipe, n_members)
@@ -385,18 +418,69 @@ def train_one(
     return fit(recipe, pool, members, seed, device).model
 
 
+def train_one_private(
+    recipe: Recipe, pool: Pool, members: np.ndarray, seed: int, device: torch.device
+) -> tuple[nn.Module, float]:
+    """Train one model with DP-SGD through Opacus's ``PrivacyEngine``; return it and its epsilon.
+
+    The reference DP-SGD path: Poisson sampling from a ``DataLoader`` of ``recipe.batch_size``,
+    the noise multiplier that spends ``recipe.dp.target_epsilon`` over ``recipe.epochs`` (what
+    ``make_private_with_epsilon`` computes, cached across models), and the epsilon spent as the
+    engine's accountant reports it.
+    """
+    from opacus import PrivacyEngine  # seconds to import: only DP runs pay for it
+
+    dp = recipe.dp
+    assert dp is not None
+    model = init_model(recipe, pool, seed).to(device)
+    data = torch.utils.data.TensorDataset(
+        torch.as_tensor(pool.x[members], device=device),
+        torch.as_tensor(pool.y[members], device=device),
+    )
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=recipe.batch_size, generator=torch.Generator().manual_seed(int(seed))
+    )
+    schedule = poisson_schedule(len(members), recipe.batch_size, recipe.epochs)
+    engine = PrivacyEngine(accountant=dp.accountant)
+    private, optimizer, loader = engine.make_private(
+        module=model,
+        optimizer=make_optimizer(recipe, model.parameters()),
+        data_loader=loader,
+        noise_multiplier=noise_multiplier(dp, schedule),
+        max_grad_norm=dp.max_grad_norm,
+        poisson_sampling=True,
+        noise_generator=torch.Generator(device).manual_seed(int(seed) + 1),
+    )
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    private.train()
+    for _ in range(recipe.epochs):
+        for x, y in loader:
+            loss = loss_fn(private(x), y)
+            # An empty Poisson batch has a NaN mean loss but no gradient: Opacus adds noise only.
+            if len(y) and not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} (try a smaller training.lr)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    private.remove_hooks()
+    return private._module.eval(), float(engine.get_epsilon(dp.delta))
+
+
 def train_sequential(
     recipe: Recipe, pool: Pool, membership: Membership, progress: bool = True
 ) -> Models:
-    """The reference engine: one model after another, a plain PyTorch loop each."""
+    """The reference engine: one model after another, a plain PyTorch (or Opacus) loop each."""
     device = resolve_device(recipe.device)
-    modules = [
-        train_one(recipe, pool, membership.members(k), int(membership.seeds[k]), device)
-        for k in tqdm(
-            range(membership.n_models), desc="training", unit="model", disable=not progress
-        )
-    ]
-    return Models(modules=modules, device=device)
+    modules, epsilons = [], []
+    for k in tqdm(range(membership.n_models), desc="training", unit="model", disable=not progress):
+        members, seed = membership.members(k), int(membership.seeds[k])
+        if recipe.dp is None:
+            modules.append(train_one(recipe, pool, members, seed, device))
+        else:
+            module, epsilon = train_one_private(recipe, pool, members, seed, device)
+            modules.append(module)
+            epsilons.append(epsilon)
+    return Models(modules=modules, device=device, epsilons=epsilons if recipe.dp else None)
 
 
 Engine = Callable[[Recipe, Pool, Membership, bool], Models]
@@ -411,3 +495,7 @@ def train(recipe: Recipe, pool: Pool, membership: Membership, progress: bool = T
             f"unknown training.engine={recipe.engine}: choose one of {sorted(ENGINES)}"
         )
     return ENGINES[recipe.engine](recipe, pool, membership, progress)
+
+
+# The ensemble engine lives in its own module, which registers itself in ENGINES on import.
+from benchmark import ensemble as _ensemble  # noqa: E402, F401

@@ -2,6 +2,7 @@
 
 from defenses import (  # noqa: F401  (registration)
     adversarial,
+    dpsgd,
     memguard,
     none,
     regularisation,
