@@ -256,8 +256,8 @@ def check_recipe(recipe: Recipe, pool: Pool) -> None:
     sequential_only = needs_sequential(recipe)
     if recipe.dp is not None and sequential_only:
         raise ConfigError(
-            f"defense=dpsgd trains with plain DP-SGD, whose privacy accounting covers nothing "
-            f"else: {sequential_only.split(' need')[0]} cannot be combined with it"
+            f"defense=dpsgd trains plain DP-SGD (Opacus): "
+            f"{sequential_only.split(' need')[0]} cannot be combined with it"
         )
     n_members = len(pool) // 2
     n_validation, n_reference = split_sizes(recipe, n_members)
