@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from benchmark.accounting import DPParams, noise_multiplier, poisson_schedule
 from benchmark.adversarial import AdversarialRegulariser, batch_sampler
 from benchmark.augmentation import augment
-from benchmark.accounting import DPParams, noise_multiplier, poisson_schedule
 from benchmark.data import Pool
 from benchmark.errors import ConfigError
 from benchmark.models import build_model
