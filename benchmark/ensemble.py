@@ -150,14 +150,14 @@ def train_ensemble(
         return _fall_back(reason, recipe, pool, membership, progress)
     device = resolve_device(recipe.device)
     modules = [init_model(recipe, pool, int(seed)) for seed in membership.seeds]
-    x = torch.as_tensor(pool.x, device=device)
-    y = torch.as_tensor(pool.y, device=device)
     try:
         ensemble = stack(modules)
         check_stacked(ensemble, modules, torch.as_tensor(pool.x[:8]))
     except NotStackable as exc:
         return _fall_back(str(exc), recipe, pool, membership, progress)
     ensemble.to(device)
+    x = torch.as_tensor(pool.x, device=device)
+    y = torch.as_tensor(pool.y, device=device)
     # Dropout masks come from the global generator: seed it so that a run is reproducible.
     torch.manual_seed(int(membership.seeds[0]))
     epsilons = None
