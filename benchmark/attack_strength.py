@@ -24,7 +24,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from attacks.base import attacker_view, build_attack, memoise_query
-from benchmark.cli import CONFIG_DIR
+from benchmark.config import CONFIG_DIR
 from benchmark.experiment import ExperimentResult, execute, prepare
 from benchmark.metrics import Interval, evaluate, mean_interval
 from benchmark.signals import compute_signals

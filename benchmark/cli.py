@@ -16,20 +16,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
 import hydra
 from omegaconf import DictConfig
 
-from benchmark.config import register_configs
+from benchmark.config import CONFIG_DIR
 from benchmark.errors import ConfigError
 from benchmark.preflight import check_command_line
-
-register_configs()
-
-#: The project's Hydra configs (the layout is a source checkout, installed editable).
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def _ui_hint(cfg: DictConfig, run_id: str | None) -> str:

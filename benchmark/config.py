@@ -8,12 +8,16 @@ an unknown key is refused before anything runs. Values whose bounds depend on ea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from benchmark.errors import ConfigError
+
+#: The project's Hydra configs (the layout is a source checkout, installed editable).
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @dataclass
@@ -109,6 +113,10 @@ class Config:
 def register_configs() -> None:
     """Register the schema so that ``conf/config.yaml`` can name it in its defaults list."""
     ConfigStore.instance().store(name="schema", node=Config)
+
+
+# Importing this module is enough to compose ``conf/`` (the CLI, reports, tests all do).
+register_configs()
 
 
 def _require(condition: bool, message: str) -> None:

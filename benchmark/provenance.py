@@ -25,8 +25,8 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from benchmark.cli import CONFIG_DIR
-from benchmark.tracking import flatten
+from benchmark.config import CONFIG_DIR
+from benchmark.tracking import flatten, leaves
 
 #: Config groups whose option is named by the option's ``name`` field.
 NAMED_GROUPS = ("data", "model")
@@ -63,16 +63,6 @@ def _compose_cached(overrides: tuple[str, ...]) -> dict[str, Any] | None:
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException, ValueError):
         return None
-
-
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Typed leaves under the keys :func:`benchmark.tracking.flatten` gives them."""
-    if isinstance(node, dict) and node:
-        leaves: dict[str, Any] = {}
-        for key, value in node.items():
-            leaves.update(_leaves(value, f"{prefix}{key}."))
-        return leaves
-    return {prefix.rstrip("."): node}
 
 
 def hydra_literal(value: Any) -> str:
@@ -125,7 +115,7 @@ def reproduce_command(params: Mapping[str, str], tags: Mapping[str, str]) -> Com
     base = _compose(groups)
     if base is None:
         return Command(tuple(groups), verified=False)
-    typed = _leaves(base)
+    typed = leaves(base)
     composed = _science(flatten(base))
     fields = []
     for key, param in wanted.items():

@@ -36,7 +36,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark.accounting import DPParams, noise_multiplier, poisson_schedule
-from benchmark.cli import CONFIG_DIR
+from benchmark.config import CONFIG_DIR
 from benchmark.data import Pool
 from benchmark.experiment import prepare, run
 from benchmark.protocol import Membership, make_membership

@@ -127,14 +127,23 @@ def reproducibility_tags(config: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, str]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``: MLflow params are flat strings."""
+def leaves(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: the config's leaves under dotted keys."""
     if isinstance(config, dict) and config:
-        flat: dict[str, str] = {}
+        found: dict[str, Any] = {}
         for key, value in config.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): json.dumps(config) if not isinstance(config, str) else config}
+            found.update(leaves(value, f"{prefix}{key}."))
+        return found
+    return {prefix.rstrip("."): config}
+
+
+def flatten(config: Any) -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``: MLflow params are flat strings (JSON but for
+    strings)."""
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in leaves(config).items()
+    }
 
 
 def _log(client: MlflowClient, run_id: str, params=None, metrics=None, tags=None) -> None:

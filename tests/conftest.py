@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from benchmark.cli import CONFIG_DIR
+from benchmark.config import CONFIG_DIR
 from benchmark.experiment import Plan, prepare
 from benchmark.signals import Signals, compute_signals
 from benchmark.training import Models, train

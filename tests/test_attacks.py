@@ -19,7 +19,7 @@ from attacks.thresholds import (
     negative_modified_entropy,
 )
 from attacks.transforms import true_class_probability
-from benchmark.cli import CONFIG_DIR
+from benchmark.config import CONFIG_DIR
 from benchmark.errors import ConfigError
 from benchmark.signals import Signals
 from tests.attack_worlds import auc_null_sd, make_world, probabilities

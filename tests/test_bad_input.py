@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.cli import CONFIG_DIR, main
+from benchmark.cli import main
+from benchmark.config import CONFIG_DIR
 from benchmark.preflight import check_command_line
 from tests.conftest import FAST
 

@@ -10,7 +10,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from benchmark.cli import CONFIG_DIR
+from benchmark.config import CONFIG_DIR
 from benchmark.data import load_pool
 from benchmark.experiment import base_recipe
 from benchmark.training import check_recipe

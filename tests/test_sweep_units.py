@@ -13,8 +13,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import sweep
-from benchmark.cli import CONFIG_DIR
-from benchmark.config import to_container
+from benchmark.config import CONFIG_DIR, to_container
 from benchmark.sweep import (
     JobOutcome,
     finished_run,
