@@ -54,7 +54,7 @@ class TrainingConfig:
     """The base training recipe, before any defense changes it (see :mod:`benchmark.training`)."""
 
     engine: str = "ensemble"
-    device: str = "cpu"
+    device: str = "auto"
     optimizer: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.9

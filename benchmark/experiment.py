@@ -70,6 +70,8 @@ class ExperimentResult:
     epsilons: list[float] | None = None
     #: What the attacker's undefended shadow models release (``attacker.knows_defense=false``).
     shadow_signals: Signals | None = None
+    #: Where the models were trained (``training.device=auto`` resolves to cpu or cuda).
+    device: str = "cpu"
 
     @property
     def targets(self) -> np.ndarray:
@@ -280,7 +282,9 @@ def execute(plan: Plan) -> ExperimentResult:
         )
     ]
     utility = _utility(models, release, plan, signals)
-    return ExperimentResult(plan, signals, utility, results, models.epsilons, shadow_signals)
+    return ExperimentResult(
+        plan, signals, utility, results, models.epsilons, shadow_signals, str(models.device)
+    )
 
 
 @dataclass

@@ -225,7 +225,7 @@ def record(result: ExperimentResult, tracking: DictConfig, summary_text: str = "
         summary[f"{key}_ci_high"] = interval.high
     not_applicable = {f"not_applicable/{k}": v for k, v in result.not_applicable().items()}
     audit = violation_tags(result.accountant_violations(), result.epsilons is not None)
-    _log(client, run_id, metrics=summary, tags={**not_applicable, **audit})
+    _log(client, run_id, metrics=summary, tags={**not_applicable, **audit, "device": result.device})
     for position, k in enumerate(result.targets):
         child = client.create_run(
             experiment_id,
