@@ -182,13 +182,14 @@ def test_diverging_job_fails_alone_with_a_summary_and_status_1(sqlite_sweep: dic
         "1e+30": "FAILED",
     }
     failed = next(r for r in store.configurations if r.info.status == "FAILED")
-    assert failed.data.tags["failure_reason"].startswith("training diverged: loss became nan")
+    reason = failed.data.tags["failure_reason"]
+    assert reason.startswith("training diverged: ") and "loss became nan" in reason
     summary = done.stdout[done.stdout.index("sweep summary:") :].splitlines()
     assert summary[0].startswith("sweep summary: 4 jobs, 3 finished, 0 skipped, 1 failed")
     for run_ in store.configurations:
         line = next(line for line in summary if run_.info.run_id in line)
         assert run_.info.status.lower() in line
-    assert "training.lr=1e+30  training diverged: loss became nan" in "\n".join(summary)
+    assert "training.lr=1e+30  training diverged: model 0's loss became nan" in "\n".join(summary)
     assert done.stderr.rstrip().endswith("mia-bench: 1 of 4 jobs failed")
 
 
