@@ -24,7 +24,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from attacks.base import attacker_view, build_attack, memoise_query
-from benchmark.config import CONFIG_DIR
+from benchmark.config import compose_config
 from benchmark.experiment import ExperimentResult, execute, prepare
 from benchmark.metrics import Interval, evaluate, mean_interval
 from benchmark.signals import compute_signals
@@ -36,11 +36,7 @@ SHADOW_ATTACKS = ("lira_online", "lira_offline", "rmia", "rmia_offline")
 
 
 def compose(overrides: Sequence[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return hydra_compose("config", overrides=["tracking.enabled=false", *overrides])
+    return compose_config(["tracking.enabled=false", *overrides])
 
 
 def suite_table(result: ExperimentResult) -> tuple[list[str], dict[str, Interval]]:

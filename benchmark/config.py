@@ -7,6 +7,7 @@ an unknown key is refused before anything runs. Values whose bounds depend on ea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,14 @@ def register_configs() -> None:
 
 # Importing this module is enough to compose ``conf/`` (the CLI, reports, tests all do).
 register_configs()
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """``conf/config.yaml`` composed with command-line style ``overrides``, as the CLI does."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
 
 
 def _require(condition: bool, message: str) -> None:

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from benchmark.config import CONFIG_DIR
+from benchmark.config import CONFIG_DIR, compose_config
 from benchmark.tracking import flatten, leaves
 
 #: Config groups whose option is named by the option's ``name`` field.
@@ -58,8 +57,7 @@ def _compose(overrides: list[str]) -> dict[str, Any] | None:
 @functools.lru_cache(maxsize=256)
 def _compose_cached(overrides: tuple[str, ...]) -> dict[str, Any] | None:
     try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides))
+        cfg = compose_config(overrides)
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException, ValueError):
         return None

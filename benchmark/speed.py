@@ -30,13 +30,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark.accounting import DPParams, noise_multiplier, poisson_schedule
-from benchmark.config import CONFIG_DIR
+from benchmark.config import compose_config
 from benchmark.data import Pool
 from benchmark.experiment import prepare, run
 from benchmark.protocol import Membership, make_membership
@@ -59,8 +58,7 @@ TARGETS = {
 
 
 def default_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=["tracking.enabled=false", *overrides])
+    return compose_config(["tracking.enabled=false", *overrides])
 
 
 def synchronize(device: torch.device) -> None:

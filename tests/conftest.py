@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from benchmark.config import CONFIG_DIR
+from benchmark import config
 from benchmark.experiment import Plan, prepare
 from benchmark.signals import Signals, compute_signals
 from benchmark.training import Models, train
@@ -42,8 +41,7 @@ def compose_config(overrides: list[str], store: Path | None = None) -> DictConfi
         if store is not None
         else ["tracking.enabled=false"]
     )
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[*tracking, *overrides])
+    return config.compose_config([*tracking, *overrides])
 
 
 @pytest.fixture
