@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,22 @@ def compose_config(overrides: list[str], store: Path | None = None) -> DictConfi
         else ["tracking.enabled=false"]
     )
     return config.compose_config([*tracking, *overrides])
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """``mia-bench ARGS`` as a user runs it, in a subprocess, from ``cwd``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

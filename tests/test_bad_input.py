@@ -7,9 +7,7 @@ as a subprocess, exactly as a user sees it.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,9 +17,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.config import CONFIG_DIR
 from benchmark.preflight import check_command_line
-from tests.conftest import FAST
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import FAST, run_cli
 
 
 @pytest.fixture
@@ -225,18 +221,6 @@ def test_good_command_lines_pass_the_checks(argv: list[str], workdir: Path) -> N
     assert list(workdir.iterdir()) == []  # checking writes nothing either
 
 
-def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
@@ -257,7 +241,7 @@ def test_refusal_as_the_user_sees_it(
     flags = [o for o in overrides if o.startswith("-")]
     rest = [o.format(files=files) for o in overrides if not o.startswith("-")]
     args = [*flags, *FAST, *rest]  # the default store, under workdir
-    done = _cli(args, workdir)
+    done = run_cli(args, workdir, timeout=120)
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("mia-bench: error: "), (

@@ -23,27 +23,13 @@ from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 
 from benchmark.experiment import run
-from tests.conftest import FAST
+from tests.conftest import FAST, REPO, run_cli
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 #: A learning rate at which Adam's loss becomes NaN within the first steps.
 DIVERGING_LR = "1e30"
-
-
-def mia_bench(args: list[str], cwd: Path, **popen: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        **popen,  # type: ignore[arg-type]
-    )
 
 
 def tracking(uri: str, artifacts: Path) -> list[str]:
@@ -155,7 +141,7 @@ def sqlite_sweep(tmp_path_factory: pytest.TempPathFactory, server_process: tuple
     args = ["-m", *JOBLIB, f"hydra.sweep.dir={folder}/sweep", *FAST]
     args += [*tracking(uri, folder / "results" / "mlartifacts")]
     args += [f"training.lr=0.001,0.002,0.003,{DIVERGING_LR}"]
-    done = mia_bench(args, folder)
+    done = run_cli(args, folder)
     return {"done": done, "uri": uri, "store": Store(uri), "folder": folder}
 
 
@@ -218,7 +204,7 @@ def test_same_metrics_alone_in_joblib_and_in_submitit_local(
     shutil.copy(empty_mlflow_db, tmp_path / "submitit" / "mlflow.db")
     uri = f"sqlite:///{tmp_path}/submitit/mlflow.db"
     args = ["-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}/sweep", *FAST]
-    done = mia_bench([*args, *tracking(uri, tmp_path / "submitit" / "art")], tmp_path)
+    done = run_cli([*args, *tracking(uri, tmp_path / "submitit" / "art")], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_linked(Store(uri))  # the parent run reaches submitit's job processes too
     (via_submitit,) = Store(uri).configurations
@@ -261,7 +247,7 @@ def test_sweep_killed_mid_way_and_relaunched_against_an_mlflow_server(
     assert 1 <= len(finished_before) < 4  # killed mid-way
     assert [p.info.status for p in before.parents] == ["RUNNING"]
 
-    done = mia_bench([*sweep, *JOBLIB, f"hydra.sweep.dir={tmp_path}/b"], tmp_path)
+    done = run_cli([*sweep, *JOBLIB, f"hydra.sweep.dir={tmp_path}/b"], tmp_path)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "database is locked" not in output + log_path.read_text()

@@ -1,7 +1,6 @@
 """MLflow records: one run per configuration, a child per target, stable keys, artifacts."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmark.experiment import run
 from benchmark.signals import Signals
-from tests.conftest import FAST
+from tests.conftest import FAST, run_cli
 
 
 def runs_of(store: Path) -> list:
@@ -62,13 +61,7 @@ def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         f"tracking.uri=sqlite:///{cwd}/store/mlflow.db",
         f"tracking.artifact_location={cwd}/art",
     ]
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark.cli", *args, *store],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli([*args, *store], cwd)
 
 
 def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path):
