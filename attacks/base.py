@@ -18,6 +18,7 @@ the protocol's structure; ``tests/test_attack_leakage.py`` checks this for every
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -161,7 +162,7 @@ class NoParams:
     """An attack without hyperparameters."""
 
 
-class Attack:
+class Attack(ABC):
     """Base class. Subclasses set ``needs`` and implement :meth:`score`."""
 
     name: ClassVar[str]
@@ -189,9 +190,9 @@ class Attack:
             )
         return None
 
+    @abstractmethod
     def score(self, view: AttackerView) -> np.ndarray:
         """Membership scores ``[N]`` for the target's pool points; higher means member."""
-        raise NotImplementedError
 
     def perturbed_pool(self, features: np.ndarray, make: Callable[[], np.ndarray]) -> np.ndarray:
         """The perturbed copies of ``features`` this attack queries, built once by ``make()``.
