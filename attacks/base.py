@@ -26,12 +26,10 @@ from hashlib import blake2b
 from typing import Any, ClassVar
 
 import numpy as np
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from benchmark.errors import ConfigError
-from benchmark.signals import Signals
-from defenses.base import RELEASE_KINDS
+from benchmark.registry import Registry, build_params
+from benchmark.release.kinds import RELEASE_KINDS
+from benchmark.signals.arrays import Signals
 
 #: ``query(k, x)``: what model ``k``'s API releases for inputs ``x``.
 Query = Callable[[int, np.ndarray], np.ndarray]
@@ -209,29 +207,13 @@ class Attack(ABC):
         return cached[1]
 
 
-ATTACKS: dict[str, type[Attack]] = {}
-
-
-def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
-    def decorate(cls: type[Attack]) -> type[Attack]:
-        cls.name = name
-        ATTACKS[name] = cls
-        return cls
-
-    return decorate
+ATTACKS: Registry[type[Attack]] = Registry("attack", "attacks.suite")
+register_attack = ATTACKS.register
 
 
 def build_attack(name: str, params: Mapping[str, Any] | None) -> Attack:
-    if name not in ATTACKS:
-        raise ConfigError(
-            f"unknown attack '{name}' in attacks.suite: choose from {sorted(ATTACKS)}"
-        )
-    cls = ATTACKS[name]
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls.Params), params or {})
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"attacks.suite.{name}: {str(exc).splitlines()[0]}") from None
-    return cls(OmegaConf.to_object(merged))
+    cls = ATTACKS.lookup(name)
+    return cls(build_params(cls.Params, params, f"attacks.suite.{name}"))
 
 
 def build_suite(suite: Mapping[str, Any]) -> list[Attack]:

@@ -6,3 +6,9 @@ class ConfigError(ValueError):
 
     The message is one line: what was wrong, what was expected, and how to fix it.
     """
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ``ConfigError(message)`` unless ``condition``: the form every check takes."""
+    if not condition:
+        raise ConfigError(message)

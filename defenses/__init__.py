@@ -1,14 +1,11 @@
-"""Privacy defenses. Importing this package registers every built-in defense."""
+"""Privacy defenses. Importing this package registers every built-in defense.
 
-from defenses import (  # noqa: F401  (registration)
-    adversarial,
-    dpsgd,
-    memguard,
-    none,
-    regularisation,
-    relaxloss,
-    truncation,
-)
-from defenses.base import DEFENSES, Defense, Release, build_defenses, register_defense
+Every module of the package is imported, so adding a defense is one file (a class decorated with
+:func:`~defenses.base.register_defense`) plus its ``conf/defense/<name>.yaml``.
+"""
 
-__all__ = ["DEFENSES", "Defense", "Release", "build_defenses", "register_defense"]
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

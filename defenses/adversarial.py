@@ -4,20 +4,17 @@ Membership Privacy using Adversarial Regularization", Algorithm 1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from benchmark.errors import require
+from benchmark.training.recipe import Recipe
 from defenses.base import Defense, register_defense
-from defenses.regularisation import require
-
-if TYPE_CHECKING:
-    from benchmark.training import Recipe
 
 
 @register_defense("adversarial_regularisation")
 class AdversarialRegularisation(Defense):
     """Train the classifier against an inference model that tries to tell its members from a
     reference set; ``strength`` is the weight lambda of the inference model's gain in the
-    classifier's loss (equation 7; see :mod:`benchmark.adversarial`).
+    classifier's loss (equation 7; see :mod:`benchmark.training.adversarial`).
 
     The reference set is ``reference_fraction`` of each model's *own* members, drawn by the
     model's seed, on which the classifier takes no gradient step. It cannot be the model's

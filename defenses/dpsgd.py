@@ -4,19 +4,15 @@ Every per-example gradient is clipped to norm ``max_grad_norm`` (C), Gaussian no
 deviation ``sigma * C`` is added to their sum, and batches are Poisson-sampled. ``sigma`` is the
 smallest noise multiplier for which the accountant certifies ``(target_epsilon, delta)``-DP after
 ``training.epochs`` epochs; the epsilon actually spent, from the same accountant, is logged per
-model as ``dp/epsilon``. Training runs through Opacus (see :mod:`benchmark.accounting`).
+model as ``dp/epsilon``. Training runs through Opacus (see :mod:`benchmark.training.accounting`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from benchmark.accounting import ACCOUNTANTS, DPParams
 from benchmark.errors import ConfigError
+from benchmark.training.accounting import ACCOUNTANTS, DPParams
+from benchmark.training.recipe import Recipe
 from defenses.base import Defense, register_defense
-
-if TYPE_CHECKING:
-    from benchmark.training import Recipe
 
 
 @register_defense("dpsgd")

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import softmax
 
+from benchmark.errors import require
 from defenses.base import Defense, register_defense
-from defenses.regularisation import require
 
 #: Weights of the label and distortion terms (c2, c3), the classifier's slope and the step size.
 LABEL_WEIGHT, DISTANCE_WEIGHT, KAPPA, STEP = 10.0, 0.1, 10.0, 0.1

@@ -8,19 +8,10 @@ the membership matrix (early stopping's validation split is carved out of the me
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from benchmark.errors import ConfigError
+from benchmark.errors import require
+from benchmark.training.recipe import Recipe
 from defenses.base import Defense, register_defense
-
-if TYPE_CHECKING:
-    from benchmark.training import Recipe
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise ConfigError(message) unless ``condition``."""
-    if not condition:
-        raise ConfigError(message)
 
 
 @register_defense("weight_decay")

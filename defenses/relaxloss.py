@@ -4,13 +4,10 @@ Losing Utility", Algorithm 1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from benchmark.errors import require
+from benchmark.training.recipe import Recipe
 from defenses.base import Defense, register_defense
-from defenses.regularisation import require
-
-if TYPE_CHECKING:
-    from benchmark.training import Recipe
 
 
 @register_defense("relaxloss")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from attacks.base import AttackerView, attacker_view
-from benchmark.protocol import balanced_matrix
-from benchmark.signals import Signals
+from benchmark.protocol.membership import balanced_matrix
+from benchmark.signals.arrays import Signals
 
 SPACING = 10.0  # feature distance between two pool points: noise of std 0.5 never confuses them
 

@@ -13,11 +13,13 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from benchmark import config
-from benchmark.experiment import Plan, prepare
-from benchmark.signals import Signals, compute_signals
-from benchmark.training import Models, train
-from defenses.base import Release
+from benchmark.config import compose as config
+from benchmark.experiment.plan import Plan, prepare
+from benchmark.release.api import Release
+from benchmark.signals.arrays import Signals
+from benchmark.signals.compute import compute_signals
+from benchmark.training.engines import train
+from benchmark.training.trained import Models
 
 #: A configuration small enough to train in about a second on 2 CPU cores.
 FAST = [

@@ -23,7 +23,7 @@ from attacks.transforms import (
     logit_confidence,
     true_class_probability,
 )
-from benchmark.config import CONFIG_DIR
+from benchmark.config.compose import CONFIG_DIR
 from defenses.truncation import LabelOnly, TopK
 from tests.attack_worlds import auc_null_sd, make_world
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from attacks import ATTACKS, attacker_view, build_suite
-from benchmark.experiment import run_attack
-from benchmark.metrics import evaluate
+from benchmark.evaluation.metrics import evaluate
+from benchmark.experiment.execute import run_attack
 
 
 def all_attacks():

@@ -7,8 +7,11 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from attacks.base import attacker_view, build_attack
-from benchmark.experiment import ExperimentResult, execute, prepare, run
-from benchmark.signals import Signals
+from benchmark.cli.job import run
+from benchmark.experiment.execute import execute
+from benchmark.experiment.plan import prepare
+from benchmark.experiment.results import ExperimentResult
+from benchmark.signals.arrays import Signals
 from tests.conftest import FAST
 
 #: A weight decay strong enough that defended and undefended models clearly differ.

@@ -19,9 +19,9 @@ from attacks.thresholds import (
     negative_modified_entropy,
 )
 from attacks.transforms import true_class_probability
-from benchmark.config import CONFIG_DIR
+from benchmark.config.compose import CONFIG_DIR
 from benchmark.errors import ConfigError
-from benchmark.signals import Signals
+from benchmark.signals.arrays import Signals
 from tests.attack_worlds import auc_null_sd, make_world, probabilities
 
 

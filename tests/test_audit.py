@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.audit import (
+from benchmark.evaluation.audit import (
     DEFAULT_DELTA,
     VIOLATION_TAG,
     ThresholdTests,
@@ -169,7 +169,7 @@ def test_accountant_violations_and_tags():
 @pytest.mark.slow
 @pytest.mark.parametrize("target_epsilon", [1.0, 8.0])
 def test_dp_runs_never_exceed_the_accountant(make_config, target_epsilon: float) -> None:
-    from benchmark.experiment import run
+    from benchmark.cli.job import run
     from tests.test_audit_run import OVERFIT
 
     overrides = [*OVERFIT, "defense=dpsgd", f"defense.dpsgd.target_epsilon={target_epsilon}"]

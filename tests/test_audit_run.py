@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark import experiment
-from benchmark.experiment import execute, prepare, run
+from benchmark.cli import job
+from benchmark.cli.job import run
+from benchmark.experiment.execute import execute
+from benchmark.experiment.plan import prepare
 from tests.conftest import FAST
 
 #: FAST, trained long on noisy labels: the models memorise, every attack finds signal.
@@ -46,7 +48,7 @@ def test_bound_above_the_accountant_is_warned(overfit_result, make_config, monke
     the run tag is checked on recorded runs in test_report.py."""
     overfit_result.epsilons = [0.01] * 4
     try:
-        monkeypatch.setattr(experiment, "execute", lambda plan: overfit_result)
+        monkeypatch.setattr(job, "execute", lambda plan: overfit_result)
         with pytest.warns(UserWarning, match="exceeds the DP accountant's epsilon"):
             outcome = run(make_config(OVERFIT), show_progress=False)
         violations = overfit_result.accountant_violations()

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.cli import main
-from benchmark.config import CONFIG_DIR
-from benchmark.preflight import check_command_line
+from benchmark.cli.main import main
+from benchmark.cli.preflight import check_command_line
+from benchmark.config.compose import CONFIG_DIR
 from tests.conftest import FAST, run_cli
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.data import load_pool
-from benchmark.experiment import execute, prepare
-from benchmark.metrics import evaluate
+from benchmark.data.pool import load_pool
+from benchmark.evaluation.metrics import evaluate
+from benchmark.experiment.execute import execute
+from benchmark.experiment.plan import prepare
 
 #: The default data (digits) and model, undefended, scaled down to seconds: 6 models, 10 epochs.
 CANARY_RUN = ["protocol.n_models=6", "training.epochs=10", "protocol.canaries=100"]

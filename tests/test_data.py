@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from benchmark.config import DataConfig
-from benchmark.data import load_pool, load_raw
+from benchmark.config.schema import DataConfig
+from benchmark.data.pool import load_pool, load_raw
 from benchmark.errors import ConfigError
 
 

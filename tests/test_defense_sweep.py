@@ -10,12 +10,11 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from benchmark.config import CONFIG_DIR
-from benchmark.data import load_pool
-from benchmark.experiment import base_recipe
-from benchmark.training import check_recipe
-from defenses import DEFENSES, build_defenses
-from defenses.base import apply_recipes
+from benchmark.config.compose import CONFIG_DIR
+from benchmark.data.pool import load_pool
+from benchmark.experiment.plan import base_recipe
+from benchmark.training.engines import check_recipe
+from defenses.base import DEFENSES, apply_recipes, build_defenses
 
 PRESET = "+experiment=defense_sweep"
 #: Defenses of the sweep that other parts of the project provide (DP-SGD, the label-only API).

@@ -5,9 +5,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from benchmark.errors import ConfigError
-from benchmark.training import Recipe
-from defenses import build_defenses
-from defenses.base import Release, apply_recipes
+from benchmark.release.api import Release
+from benchmark.training.recipe import Recipe
+from defenses.base import apply_recipes, build_defenses
 
 probability_rows = arrays(np.float64, (7, 5), elements=st.floats(0.01, 1.0)).map(
     lambda a: a / a.sum(axis=1, keepdims=True)
@@ -32,7 +32,7 @@ def test_defense_hooks_compose_in_order():
 
 
 def test_defense_parameters_are_checked():
-    with pytest.raises(ConfigError, match="unknown defense 'dp'"):
+    with pytest.raises(ConfigError, match="unknown defense defense=dp"):
         build_defenses({"dp": {}})
     with pytest.raises(ConfigError, match="defense.topk"):
         build_defenses({"topk": {"k": "three"}})

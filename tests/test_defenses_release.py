@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from benchmark.errors import ConfigError
-from benchmark.experiment import execute, prepare
-from defenses import build_defenses
-from defenses.base import Release
+from benchmark.experiment.execute import execute
+from benchmark.experiment.plan import prepare
+from benchmark.release.api import Release
+from defenses.base import build_defenses
 from defenses.memguard import (
     DISTANCE_WEIGHT,
     KAPPA,

@@ -9,21 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.augmentation import random_flip, random_shift
-from benchmark.data import Pool
+from benchmark.data.pool import Pool
 from benchmark.errors import ConfigError
-from benchmark.experiment import prepare
-from benchmark.objectives import flattened_targets, mixup, relaxloss
-from benchmark.training import (
-    FitResult,
-    Recipe,
-    check_recipe,
-    fit,
-    needs_sequential,
-    split_members,
-)
-from defenses import build_defenses
-from defenses.base import apply_recipes
+from benchmark.experiment.plan import prepare
+from benchmark.training.augmentation import random_flip, random_shift
+from benchmark.training.engines import check_recipe
+from benchmark.training.objectives import flattened_targets, mixup, relaxloss
+from benchmark.training.recipe import Recipe, needs_sequential
+from benchmark.training.sequential import FitResult, fit, split_members
+from defenses.base import apply_recipes, build_defenses
 from tests.conftest import compose_config
 
 #: 150 members per model, 10 noisy classes, a fast learning rate: memorises in 10 epochs.
@@ -305,7 +299,7 @@ def test_adversarial_regularisation_raises_the_member_loss(small, undefended):
 
 
 def test_inference_model_learns_to_separate_members_from_reference(small, undefended):
-    from benchmark.adversarial import AdversarialRegulariser, batch_sampler
+    from benchmark.training.adversarial import AdversarialRegulariser, batch_sampler
 
     x, y = torch.as_tensor(small.pool.x), torch.as_tensor(small.pool.y)
     rng = np.random.default_rng(0)

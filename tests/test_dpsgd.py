@@ -12,13 +12,19 @@ from opacus import GradSampleModule, PrivacyEngine
 from opacus.optimizers import DPOptimizer
 from torch.func import functional_call, grad, vmap
 
-from benchmark.accounting import DPParams, make_accountant, noise_multiplier, poisson_schedule
+from benchmark.cli.job import run
 from benchmark.errors import ConfigError
-from benchmark.experiment import prepare, run
-from benchmark.models import build_model
-from benchmark.private_ensemble import PrivateEnsemble, poisson_batch
-from benchmark.stacking import stack
-from benchmark.training import train
+from benchmark.experiment.plan import prepare
+from benchmark.models.base import build_model
+from benchmark.training.accounting import (
+    DPParams,
+    make_accountant,
+    noise_multiplier,
+    poisson_schedule,
+)
+from benchmark.training.engines import train
+from benchmark.training.private_ensemble import PrivateEnsemble, poisson_batch
+from benchmark.training.stacking import stack
 from tests.conftest import FAST
 
 #: FAST with DP-SGD; batches of 16 make the accountant's search for sigma quick (q = 1/5).

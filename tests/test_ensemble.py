@@ -10,19 +10,23 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.ensemble import unsupported
+from benchmark.cli.job import run
 from benchmark.errors import ConfigError
-from benchmark.experiment import prepare, run
-from benchmark.models import MODELS, build_model
-from benchmark.protocol import Membership
-from benchmark.stacking import (
+from benchmark.experiment.plan import prepare
+from benchmark.models.base import MODELS, build_model
+from benchmark.protocol.membership import Membership
+from benchmark.training.engines import train
+from benchmark.training.ensemble import unsupported
+from benchmark.training.recipe import Recipe
+from benchmark.training.stacking import (
     NotStackable,
     StackedAffine,
     StackedLinear,
     check_stacked,
     stack,
 )
-from benchmark.training import Models, Recipe, TrainingDiverged, init_model, train
+from benchmark.training.steps import init_model
+from benchmark.training.trained import Models, TrainingDiverged
 from tests.conftest import FAST
 
 #: Image data for the CNN, as small as FAST.
@@ -117,13 +121,13 @@ def _batchnorm_mlp(input_shape, num_classes, **_):
 def test_an_unstackable_model_falls_back_to_sequential_with_a_message(
     make_config, monkeypatch, caplog
 ):
-    monkeypatch.setitem(MODELS, "bn_mlp", _batchnorm_mlp)
     plan = prepare(make_config(FAST), False)
     recipe = plan.recipe.replace(model="bn_mlp", epochs=1)
-    with caplog.at_level(logging.WARNING, logger="benchmark.ensemble"):
-        ensemble = train(recipe, plan.pool, plan.membership, False)
+    with MODELS.temporarily("bn_mlp", _batchnorm_mlp):
+        with caplog.at_level(logging.WARNING, logger="benchmark.training.ensemble"):
+            ensemble = train(recipe, plan.pool, plan.membership, False)
+        sequential = train(recipe.replace(engine="sequential"), plan.pool, plan.membership, False)
     assert "BatchNorm1d" in caplog.text and "training sequentially" in caplog.text
-    sequential = train(recipe.replace(engine="sequential"), plan.pool, plan.membership, False)
     assert largest_difference(sequential, ensemble) == 0.0
 
 

@@ -9,7 +9,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from threadpoolctl import threadpool_limits
 
-from benchmark.experiment import run
+from benchmark.cli.job import run
 from tests.attack_worlds import auc_null_sd
 
 #: Few noisy samples and many epochs: the models memorise their training points.

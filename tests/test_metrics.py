@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from benchmark.metrics import evaluate, mean_interval, metric_bounds, tpr_at_fpr
+from benchmark.evaluation.metrics import evaluate, mean_interval, metric_bounds, tpr_at_fpr
 
 labelled_scores = st.integers(4, 60).flatmap(
     lambda n: st.tuples(

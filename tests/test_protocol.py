@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark.errors import ConfigError
-from benchmark.protocol import make_membership
+from benchmark.protocol.membership import make_membership
 
 
 @settings(max_examples=40, deadline=None)

@@ -10,13 +10,15 @@ from html.parser import HTMLParser
 import pytest
 from mlflow.tracking import MlflowClient
 
-from benchmark.audit import VIOLATION_TAG
-from benchmark.config import to_container
-from benchmark.document import inline_html, latex_escape
+from benchmark.cli.job import write_views
+from benchmark.config.compose import to_container
 from benchmark.errors import ConfigError
-from benchmark.experiment import execute, prepare
-from benchmark.provenance import reproduce_command
-from benchmark.report import (
+from benchmark.evaluation.audit import VIOLATION_TAG
+from benchmark.experiment.execute import execute
+from benchmark.experiment.plan import prepare
+from benchmark.reporting.document import inline_html, latex_escape
+from benchmark.reporting.provenance import reproduce_command
+from benchmark.reporting.report import (
     build_report,
     defense_family,
     main,
@@ -24,8 +26,9 @@ from benchmark.report import (
     pareto_front,
     select_runs,
 )
-from benchmark.summary import format_summary
-from benchmark.tracking import config_hash, flatten, record, record_failure
+from benchmark.reporting.summary import format_summary
+from benchmark.tracking.params import config_hash, flatten
+from benchmark.tracking.record import record, record_failure
 from tests.conftest import FAST, compose_config
 from tests.test_audit_run import OVERFIT
 
@@ -57,7 +60,10 @@ def store(tmp_path_factory) -> Store:
         cfg = compose_config([*FAST, *overrides], root)
         result = execute(prepare(cfg, show_progress=False))
         result.epsilons = epsilons
-        runs[name] = record(result, cfg.tracking, format_summary(result))
+        summary = format_summary(result)
+        runs[name] = record(
+            result, cfg.tracking, lambda folder, r=result, t=summary: write_views(r, t, folder)
+        )
     failed_cfg = compose_config([*FAST, "training.lr=1e6"], root)
     failed = record_failure(
         failed_cfg.tracking, to_container(failed_cfg), "training diverged: loss became nan"

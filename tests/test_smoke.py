@@ -1,4 +1,4 @@
-from benchmark.experiment import run
+from benchmark.cli.job import run
 from tests.conftest import FAST
 
 

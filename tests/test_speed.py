@@ -2,7 +2,7 @@
 
 import json
 
-from benchmark.speed import main
+from benchmark.bench.speed import main
 
 SMALL = [
     "data=synthetic",

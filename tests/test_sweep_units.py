@@ -12,9 +12,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import sweep
-from benchmark.config import CONFIG_DIR, to_container
-from benchmark.sweep import (
+from benchmark.cli import sweep
+from benchmark.cli.sweep import (
     JobOutcome,
     finished_run,
     format_outcomes,
@@ -22,7 +21,9 @@ from benchmark.sweep import (
     run_job,
     sweep_id,
 )
-from benchmark.tracking import _start_run, open_store
+from benchmark.config.compose import CONFIG_DIR, to_container
+from benchmark.tracking.record import _start_run
+from benchmark.tracking.store import open_store
 from tests.conftest import FAST
 
 
@@ -104,7 +105,7 @@ def test_only_a_finished_run_of_the_same_configuration_is_skipped(
 ) -> None:
     cfg = compose_with(["seed=1"])
     parent, _ = open_parent_run(cfg)
-    monkeypatch.setattr("benchmark.tracking.current_parent_run", lambda: parent)
+    monkeypatch.setattr("benchmark.cli.sweep.current_parent_run", lambda: parent)
     job = job_config(cfg)
     assert finished_run(job) is None
 
@@ -122,7 +123,7 @@ def test_only_a_finished_run_of_the_same_configuration_is_skipped(
 def test_interrupted_leftovers_are_marked_killed_and_redone(compose_with, monkeypatch) -> None:
     cfg = compose_with(["seed=1"])
     parent, _ = open_parent_run(cfg)
-    monkeypatch.setattr("benchmark.tracking.current_parent_run", lambda: parent)
+    monkeypatch.setattr("benchmark.cli.sweep.current_parent_run", lambda: parent)
     leftover = _record(cfg, parent, "RUNNING")
     failed = _record(cfg, parent, "FAILED")
 
@@ -141,7 +142,7 @@ def test_a_job_never_raises(make_config, monkeypatch, capsys) -> None:
     def crash(*args, **kwargs):
         raise RuntimeError("the disk is full")
 
-    monkeypatch.setattr("benchmark.experiment.run", crash)
+    monkeypatch.setattr("benchmark.cli.sweep.run", crash)
     crashed = run_job(make_config(FAST))
     assert crashed == JobOutcome("failed", None, "RuntimeError: the disk is full")
     assert "Traceback" in capsys.readouterr().err  # a bug keeps its trace in the job's log

@@ -22,7 +22,7 @@ import pytest
 from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 
-from benchmark.experiment import run
+from benchmark.cli.job import run
 from tests.conftest import FAST, REPO, run_cli
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from benchmark.experiment import run
-from benchmark.signals import Signals
+from benchmark.cli.job import run
+from benchmark.signals.arrays import Signals
 from tests.conftest import FAST, run_cli
 
 

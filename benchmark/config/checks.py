@@ -1,0 +1,43 @@
+"""Checks of the bounds that types alone cannot express (Hydra checks the types)."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from benchmark.errors import require
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the bounds that types alone cannot express; raise :class:`ConfigError` on the first."""
+    p, t, d = cfg.protocol, cfg.training, cfg.data
+    require(
+        p.n_models >= 2 and p.n_models % 2 == 0,
+        f"protocol.n_models must be even and at least 2 (got {p.n_models}): every pool point is a "
+        f"member of exactly half the models; try protocol.n_models={max(2, p.n_models + 1)}",
+    )
+    require(
+        p.n_targets is None or 1 <= p.n_targets <= p.n_models,
+        f"protocol.n_targets must be between 1 and protocol.n_models={p.n_models} "
+        f"(got {p.n_targets}); set protocol.n_targets=null to attack every model",
+    )
+    require(p.canaries >= 0, f"protocol.canaries must be >= 0 (got {p.canaries})")
+    require(
+        0.0 < d.test_fraction < 1.0, f"data.test_fraction must be in (0, 1), got {d.test_fraction}"
+    )
+    require(
+        d.n_samples is None or d.n_samples >= 4, f"data.n_samples must be >= 4, got {d.n_samples}"
+    )
+    require(t.lr > 0, f"training.lr must be positive (got {t.lr})")
+    require(t.epochs >= 1, f"training.epochs must be >= 1 (got {t.epochs})")
+    require(t.batch_size >= 1, f"training.batch_size must be >= 1 (got {t.batch_size})")
+    require(t.weight_decay >= 0, f"training.weight_decay must be >= 0 (got {t.weight_decay})")
+    require(
+        t.optimizer in ("sgd", "adam"),
+        f"training.optimizer must be 'sgd' or 'adam' (got '{t.optimizer}')",
+    )
+    require(
+        t.device in ("auto", "cpu", "cuda"),
+        f"training.device must be auto, cpu or cuda (got '{t.device}')",
+    )
+    require(cfg.seed >= 0, f"seed must be a non-negative integer (got {cfg.seed})")
+    require(len(cfg.defense) > 0, "no defense selected: use defense=none for an undefended model")

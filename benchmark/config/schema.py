@@ -1,0 +1,113 @@
+"""Structured configuration: typed dataclasses registered in Hydra's ConfigStore.
+
+Hydra merges the YAML files under ``conf/`` into :class:`Config`, so a value of the wrong type or
+an unknown key is refused before anything runs. Values whose bounds depend on each other (an odd
+``protocol.n_models``, a delta above ``1/N``) are checked by :func:`validate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class DataConfig:
+    """Where the pool and test points come from (see :mod:`benchmark.data.pool`)."""
+
+    name: str = MISSING
+    #: File or folder for the local-file loaders (npz, csv, cifar10, purchase100, texas100).
+    path: str | None = None
+    #: Name of the label column (csv loader only).
+    label_column: str = "label"
+    #: Fraction of the dataset held out as the test set (utility only, never attacked).
+    test_fraction: float = 0.2
+    #: Use at most this many points of the dataset (all when null); the size of `synthetic`.
+    n_samples: int | None = None
+    #: `synthetic` only: number of binary features, classes, and the bit-flip noise.
+    n_features: int = 100
+    n_classes: int = 20
+    flip_prob: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of every model in the ensemble (see :mod:`benchmark.models.base`)."""
+
+    name: str = MISSING
+    hidden: list[int] = field(default_factory=lambda: [256])
+    channels: list[int] = field(default_factory=lambda: [16, 32])
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainingConfig:
+    """The base training recipe, before any defense changes it (see :mod:`benchmark.training.sequential`)."""
+
+    engine: str = "ensemble"
+    device: str = "auto"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    epochs: int = 30
+    batch_size: int = 64
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ProtocolConfig:
+    """The evaluation protocol of DESIGN.md section 1 (see :mod:`benchmark.protocol.membership`)."""
+
+    n_models: int = 16
+    n_targets: int | None = None
+    canaries: int = 0
+
+
+@dataclass
+class AttackerConfig:
+    #: Kerckhoffs: shadow models are trained with the target's defense (default) or without it.
+    knows_defense: bool = True
+
+
+@dataclass
+class AttacksConfig:
+    """The fixed attack suite: a version tagged on every run and each attack's parameters."""
+
+    version: str = MISSING
+    suite: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str = "sqlite:///results/mlflow.db"
+    artifact_location: str = "results/mlartifacts"
+    experiment: str = "mia-bench"
+    #: Sweeps only: a relaunched sweep skips configurations that already finished under its parent.
+    resume: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    attacker: AttackerConfig = field(default_factory=AttackerConfig)
+    #: The defenses of this configuration, by name, each with its parameters.
+    defense: dict[str, Any] = field(default_factory=dict)
+    attacks: AttacksConfig = field(default_factory=AttacksConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Register the schema so that ``conf/config.yaml`` can name it in its defaults list."""
+    ConfigStore.instance().store(name="schema", node=Config)
+
+
+# Importing this module is enough to compose ``conf/`` (the CLI, reports, tests all do).
+register_configs()

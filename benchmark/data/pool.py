@@ -1,0 +1,109 @@
+"""Datasets: the attacked *pool* and the disjoint *test* set (DESIGN.md section 1).
+
+Every loader returns raw features ``x`` and integer labels ``y``; :func:`load_pool` then splits
+them once by seed into pool and test and standardises the features with statistics fitted on the
+pool alone. Local-file loaders never download: a missing or malformed file raises
+:class:`~benchmark.errors.ConfigError` naming the path and the config key to set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from omegaconf import DictConfig
+from sklearn.model_selection import train_test_split
+
+from benchmark.data.files import malformed
+from benchmark.errors import ConfigError
+from benchmark.registry import Registry
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The points an attacker scores (``x``, ``y``) and the held-out test set for utility."""
+
+    x: np.ndarray  # float32 [N, *shape]
+    y: np.ndarray  # int64 [N]
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    name: str
+    kind: str  # "tabular" or "image"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    x: np.ndarray
+    y: np.ndarray
+    kind: str
+
+
+Loader = Callable[[DictConfig], RawDataset]
+#: The dataset loaders, by ``data=`` name; each reads its files and returns a RawDataset.
+LOADERS: Registry[Loader] = Registry("dataset", "data")
+register_loader = LOADERS.register
+
+
+def _check(raw: RawDataset, cfg: DictConfig) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(raw.x, dtype=np.float32)
+    y = np.asarray(raw.y)
+    if len(x) == 0:
+        raise ConfigError(f"data={cfg.name} has no rows: check data.path={cfg.path}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise malformed(cfg, f"{len(x)} feature rows but labels of shape {y.shape}")
+    if not np.all(np.isfinite(x)):
+        raise malformed(cfg, "features contain NaN or infinite values")
+    if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or y.min() < 0:
+        raise malformed(cfg, "labels must be integers 0..C-1")
+    return x, y.astype(np.int64)
+
+
+def load_raw(cfg: DictConfig) -> tuple[np.ndarray, np.ndarray, str]:
+    """Load and check the dataset named by ``cfg.name``: features, integer labels, kind."""
+    raw = LOADERS.lookup(cfg.name)(cfg)
+    x, y = _check(raw, cfg)
+    return x, y, raw.kind
+
+
+def load_pool(cfg: DictConfig, seed: int) -> Pool:
+    """Split the dataset once by ``seed`` into pool and test; standardise on the pool.
+
+    The pool size is made even so that every model trains on exactly half of it.
+    """
+    x, y, kind = load_raw(cfg)
+    rng = np.random.default_rng(seed)
+    if cfg.n_samples is not None and cfg.n_samples < len(y) and cfg.name != "synthetic":
+        keep = np.sort(rng.choice(len(y), size=cfg.n_samples, replace=False))
+        x, y = x[keep], y[keep]
+    num_classes = int(y.max()) + 1
+    if len(y) < 4:
+        raise ConfigError(f"data={cfg.name} has {len(y)} rows; at least 4 are needed")
+    index = np.arange(len(y))
+    pool_idx, test_idx = train_test_split(
+        index, test_size=cfg.test_fraction, random_state=seed, shuffle=True
+    )
+    if len(pool_idx) % 2:
+        pool_idx, test_idx = pool_idx[:-1], np.concatenate([test_idx, pool_idx[-1:]])
+    x_pool, x_test = x[pool_idx], x[test_idx]
+    axes = (0, 2, 3) if kind == "image" else (0,)
+    mean = x_pool.mean(axis=axes, keepdims=True)
+    std = x_pool.std(axis=axes, keepdims=True)
+    std[std == 0] = 1.0
+    return Pool(
+        x=((x_pool - mean) / std).astype(np.float32),
+        y=y[pool_idx],
+        x_test=((x_test - mean) / std).astype(np.float32),
+        y_test=y[test_idx],
+        num_classes=num_classes,
+        name=cfg.name,
+        kind=kind,
+    )

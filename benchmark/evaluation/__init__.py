@@ -1,0 +1,3 @@
+"""Evaluation: ROC metrics and intervals (:mod:`.metrics`), the empirical epsilon audit
+(:mod:`.audit`), the stable metric keys (:mod:`.keys`) and an attack's result type
+(:mod:`.results`). Pure numpy/scipy."""

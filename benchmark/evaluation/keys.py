@@ -1,0 +1,50 @@
+"""The stable metric keys: the one module that spells every name MLflow, reports and users'
+scripts read (DESIGN's section 4 contract; ARCHITECTURE.md lists them).
+
+Per target run and per configuration run (the mean, with ``_ci_low`` / ``_ci_high`` beside it):
+
+- ``utility/test_acc``, ``utility/train_acc``, ``utility/gap``;
+- ``dp/epsilon``: the accountant's epsilon (DP-SGD only);
+- ``<group>/<attack>/<metric>``: every attack in every metric group, ``<metric>`` one of
+  :data:`ROC_METRICS` or :data:`EPS_LB`.
+"""
+
+from __future__ import annotations
+
+#: Metric groups: the ordinary population, and the canaries when there are any.
+POPULATION, CANARY = "privacy", "privacy_canary"
+UTILITY = "utility"
+UTILITY_METRICS = ("test_acc", "train_acc", "gap")
+DP_EPSILON = "dp/epsilon"
+#: The metrics of one ROC evaluation, in the order tables show them (metrics.RocEvaluation).
+AUC = "auc"
+ADVANTAGE = "advantage"
+BALANCED_ACCURACY = "balanced_accuracy"
+#: The FPR levels at which TPR is reported; 0.1% is the headline.
+FPR_LEVELS = (0.001, 0.01, 0.1)
+HEADLINE_FPR = 0.001
+EPS_LB = "eps_lb"
+#: The suffixes of a configuration's interval around a mean.
+CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
+
+
+def tpr_at(level: float) -> str:
+    """``tpr_at_fpr_0.001`` for ``level=0.001``."""
+    return f"tpr_at_fpr_{level:g}"
+
+
+HEADLINE = tpr_at(HEADLINE_FPR)
+ROC_METRICS = (AUC, *(tpr_at(level) for level in FPR_LEVELS), ADVANTAGE, BALANCED_ACCURACY)
+
+
+def utility_key(metric: str) -> str:
+    return f"{UTILITY}/{metric}"
+
+
+def privacy_key(group: str, attack: str, metric: str) -> str:
+    return f"{group}/{attack}/{metric}"
+
+
+def interval_keys(key: str) -> tuple[str, str]:
+    """The keys of the interval around the mean logged under ``key``."""
+    return key + CI_LOW, key + CI_HIGH

@@ -1,0 +1,120 @@
+"""Membership inference metrics: ROC, AUC, TPR at fixed low FPR, advantage, intervals.
+
+Follows Carlini et al. 2022: the headline is TPR at a low FPR, read off the exact empirical ROC
+curve (the largest TPR whose FPR is at most the level, without interpolation); AUC and the
+best-threshold balanced accuracy are reported beside it. Metrics are computed per target model and
+aggregated as a mean with a 95% Student-t interval over targets. Targets share shadow models, so
+the interval describes the spread over targets, not a fully independent replication.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from benchmark.evaluation.keys import ADVANTAGE, AUC, BALANCED_ACCURACY, FPR_LEVELS, tpr_at
+
+
+@dataclass(frozen=True)
+class RocEvaluation:
+    """The ROC curve of one attack against one target, and the numbers read off it."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    auc: float
+    advantage: float
+    tpr_at_fpr: dict[float, float]
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Best-threshold balanced accuracy ``(TPR + 1 - FPR) / 2 = (1 + advantage) / 2``."""
+        return (1.0 + self.advantage) / 2.0
+
+    def metrics(self) -> dict[str, float]:
+        """The scalar metrics under their stable key names."""
+        values = {
+            AUC: self.auc,
+            ADVANTAGE: self.advantage,
+            BALANCED_ACCURACY: self.balanced_accuracy,
+        }
+        values.update({tpr_at(level): tpr for level, tpr in self.tpr_at_fpr.items()})
+        return values
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, level: float) -> float:
+    """The largest TPR on the ROC curve whose FPR is at most ``level`` (no interpolation)."""
+    return float(tpr[fpr <= level].max())
+
+
+def evaluate(
+    scores: np.ndarray, is_member: np.ndarray, levels: Sequence[float] = FPR_LEVELS
+) -> RocEvaluation:
+    """Evaluate membership ``scores`` (higher = member) against the true membership."""
+    scores = np.asarray(scores, dtype=np.float64)
+    is_member = np.asarray(is_member, dtype=bool)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("attack scores must be finite")
+    if is_member.all() or not is_member.any():
+        raise ValueError("evaluation needs both members and non-members")
+    fpr, tpr, _ = roc_curve(is_member, scores, drop_intermediate=False)
+    return RocEvaluation(
+        fpr=fpr,
+        tpr=tpr,
+        auc=float(roc_auc_score(is_member, scores)),
+        advantage=float(np.max(tpr - fpr)),
+        tpr_at_fpr={level: tpr_at_fpr(fpr, tpr, level) for level in levels},
+    )
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        if np.isnan(self.low):
+            return f"{self.mean:.3g}"
+        return f"{self.mean:.3g} [{self.low:.3g}, {self.high:.3g}]"
+
+
+def mean_interval(
+    values: Sequence[float],
+    confidence: float = 0.95,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
+) -> Interval:
+    """Mean over targets with a Student-t interval; no interval (NaN) from a single target.
+
+    The interval is clipped to ``bounds``, the metric's possible range (a TPR is never negative).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return Interval(mean, float("nan"), float("nan"))
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * stats.sem(values)
+    if not np.isfinite(half):  # all values equal
+        half = 0.0
+    return Interval(mean, float(max(mean - half, bounds[0])), float(min(mean + half, bounds[1])))
+
+
+def metric_bounds(key: str) -> tuple[float, float]:
+    """The possible range of the metric stored under ``key`` (see DESIGN.md section 4)."""
+    name = key.rsplit("/", 1)[-1]
+    if name == "gap":
+        return (-1.0, 1.0)
+    if name in ("epsilon", "eps_lb"):
+        return (0.0, np.inf)
+    return (0.0, 1.0)
+
+
+def mean_roc(
+    curves: Sequence[RocEvaluation], grid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average TPR over targets on a log-spaced FPR grid (a step function, as in the table)."""
+    grid = np.logspace(-5, 0, 300) if grid is None else grid
+    tprs = [[tpr_at_fpr(c.fpr, c.tpr, g) for g in grid] for c in curves]
+    return grid, np.mean(tprs, axis=0)

@@ -1,0 +1,2 @@
+"""One configuration: planned and checked (:mod:`.plan`), executed (:mod:`.execute`), its result
+(:mod:`.results`)."""

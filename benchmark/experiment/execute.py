@@ -1,0 +1,144 @@
+"""Executing a planned configuration: the data flow of ARCHITECTURE.md from left to right.
+
+Train, release, compute the signals, attack every target (leave-one-out) and evaluate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from attacks.base import Attack, attacker_view, memoise_query
+from benchmark.evaluation.audit import EpsilonAudit, audit_delta, audit_targets
+from benchmark.evaluation.keys import CANARY, POPULATION
+from benchmark.evaluation.metrics import RocEvaluation, evaluate
+from benchmark.evaluation.results import AttackResult
+from benchmark.experiment.plan import Plan
+from benchmark.experiment.results import ExperimentResult
+from benchmark.release.api import Release
+from benchmark.signals.arrays import Signals
+from benchmark.signals.compute import compute_signals
+from benchmark.training.engines import train
+from benchmark.training.trained import Models
+
+
+def _utility(
+    models: Models, release: Release, plan: Plan, signals: Signals
+) -> dict[str, np.ndarray]:
+    test_acc, train_acc = [], []
+    for k in signals.targets:
+        test_outputs = release.query(models, int(k), plan.pool.x_test)
+        test_acc.append(np.mean(test_outputs.argmax(axis=1) == plan.pool.y_test))
+        members = signals.membership[k]
+        train_acc.append(
+            np.mean(signals.outputs[k, members].argmax(axis=1) == signals.labels[members])
+        )
+    test, train_ = np.array(test_acc), np.array(train_acc)
+    return {"test_acc": test, "train_acc": train_, "gap": train_ - test}
+
+
+def _groups(signals: Signals) -> dict[str, np.ndarray]:
+    groups = {POPULATION: ~signals.canary}
+    if signals.canary.any():
+        groups[CANARY] = signals.canary
+    return groups
+
+
+def _evaluate(scores: np.ndarray, signals: Signals) -> dict[str, list[RocEvaluation]]:
+    return {
+        group: [
+            evaluate(scores[i][mask], signals.membership[k][mask])
+            for i, k in enumerate(signals.targets)
+        ]
+        for group, mask in _groups(signals).items()
+    }
+
+
+def _audit(scores: np.ndarray, signals: Signals, delta: float) -> dict[str, list[EpsilonAudit]]:
+    """Empirical epsilon per target; each threshold chosen on the other targets (audit.py)."""
+    membership = signals.membership[signals.targets]
+    return {
+        group: audit_targets(scores, membership, delta, mask)
+        for group, mask in _groups(signals).items()
+    }
+
+
+def run_attack(
+    attack: Attack,
+    signals: Signals,
+    plan: Plan,
+    models: Models,
+    release: Release,
+    shadow_models: Models | None = None,
+    shadow_signals: Signals | None = None,
+) -> AttackResult:
+    """Score every target with ``attack`` (leave-one-out shadows) and evaluate the scores.
+
+    ``shadow_models``/``shadow_signals``: the attacker's own shadow models, when it does not
+    know the defense; by default the other targets are the shadows.
+    """
+    # One cache per attack: every model answers a perturbed copy once, whichever target it shadows.
+    query = memoise_query(lambda j, x: release.query(models, j, x))
+    shadow_query = query
+    if shadow_models is not None and shadow_models is not models:
+        shadow_query = memoise_query(lambda j, x: release.query(shadow_models, j, x))
+    views = [
+        attacker_view(
+            signals,
+            int(k),
+            shadow_signals=shadow_signals,
+            features=plan.pool.x,
+            query=query,
+            shadow_query=shadow_query,
+            pool_kind=plan.pool.kind,
+        )
+        for k in signals.targets
+    ]
+    reason = attack.not_applicable(views[0])
+    if reason is not None:
+        return AttackResult(attack.name, None, not_applicable=reason)
+    scores = np.stack([attack.score(view) for view in views])
+    return AttackResult(
+        attack.name,
+        scores,
+        evaluations=_evaluate(scores, signals),
+        audits=_audit(scores, signals, audit_delta(plan.config)),
+    )
+
+
+def train_shadows(plan: Plan, models: Models) -> Models:
+    """The attacker's shadow models: the targets themselves (leave-one-out) when it knows the
+    defense, else models trained without the training-time defenses on the same membership
+    matrix with the same seeds. A defense without training-time changes leaves the recipe as it
+    is, and then the undefended shadows *are* the targets (same recipe, same seeds)."""
+    if plan.shadow_recipe is None or plan.shadow_recipe == plan.recipe:
+        return models
+    return train(plan.shadow_recipe, plan.pool, plan.membership, progress=plan.show_progress)
+
+
+def execute(plan: Plan) -> ExperimentResult:
+    """Train, release, attack and evaluate the planned configuration.
+
+    Release-time defenses are observable in the API's outputs, so the attacker's shadow models
+    are always queried through the same :class:`Release` as the targets; only the training-time
+    defenses are what an attacker with ``knows_defense=false`` leaves out.
+    """
+    models = train(plan.recipe, plan.pool, plan.membership, progress=plan.show_progress)
+    release = Release(plan.defenses)
+    signals = compute_signals(models, release, plan.pool, plan.membership)
+    shadow_models = train_shadows(plan, models)
+    shadow_signals = (
+        None
+        if shadow_models is models
+        else compute_signals(shadow_models, release, plan.pool, plan.membership)
+    )
+    results = [
+        run_attack(attack, signals, plan, models, release, shadow_models, shadow_signals)
+        for attack in tqdm(
+            plan.attacks, desc="attacks", unit="attack", disable=not plan.show_progress
+        )
+    ]
+    utility = _utility(models, release, plan, signals)
+    return ExperimentResult(
+        plan, signals, utility, results, models.epsilons, shadow_signals, str(models.device)
+    )

@@ -1,0 +1,95 @@
+"""Planning one configuration: everything checked and built before any training starts.
+
+:func:`prepare` loads the data and checks every part of the configuration, so that bad input fails
+with one line and nothing is recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+import attacks  # noqa: F401  (registers the attacks)
+import defenses  # noqa: F401  (registers the defenses)
+from attacks.base import Attack, build_suite
+from benchmark.config.checks import validate
+from benchmark.config.compose import to_container
+from benchmark.data.pool import Pool, load_pool
+from benchmark.protocol.membership import Membership, make_membership
+from benchmark.training.engines import check_recipe
+from benchmark.training.recipe import Recipe
+from defenses.base import Defense, apply_recipes, build_defenses
+
+
+@dataclass
+class Plan:
+    """Everything a configuration needs, checked, before any training starts."""
+
+    config: dict[str, Any]
+    pool: Pool
+    membership: Membership
+    defenses: list[Defense]
+    recipe: Recipe
+    attacks: list[Attack]
+    seed: int
+    show_progress: bool = True
+    #: The recipe of the attacker's own shadow models when it does not know the defense
+    #: (``attacker.knows_defense=false``): the base recipe, without any training-time defense.
+    #: None: the attacker knows the recipe, and the other targets serve as shadows.
+    shadow_recipe: Recipe | None = None
+
+
+def base_recipe(cfg: DictConfig) -> Recipe:
+    t, m = cfg.training, cfg.model
+    options = {key: m[key] for key in m if key != "name"}
+    return Recipe(
+        model=m.name,
+        model_options=options,
+        optimizer=t.optimizer,
+        lr=t.lr,
+        momentum=t.momentum,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        weight_decay=t.weight_decay,
+        engine=t.engine,
+        device=t.device,
+    )
+
+
+def mislabel_canaries(pool: Pool, membership: Membership, seed: int) -> Pool:
+    """Give every canary a wrong label (Aerni et al. 2024): the hardest points to not memorise."""
+    if not membership.canary.any():
+        return pool
+    rng = np.random.default_rng([seed, 0xCA7A])
+    y = pool.y.copy()
+    shift = rng.integers(1, pool.num_classes, size=int(membership.canary.sum()))
+    y[membership.canary] = (y[membership.canary] + shift) % pool.num_classes
+    return Pool(pool.x, y, pool.x_test, pool.y_test, pool.num_classes, pool.name, pool.kind)
+
+
+def prepare(cfg: DictConfig, show_progress: bool = True, pool: Pool | None = None) -> Plan:
+    """Load the data and check every part of ``cfg``; raise ConfigError on the first problem.
+
+    ``pool``, when given, is ``load_pool(cfg.data, cfg.seed)`` already loaded (a sweep's preflight
+    checks every job but loads each dataset once).
+    """
+    validate(cfg)
+    config = to_container(cfg)
+    defense_list = build_defenses(cfg.defense)
+    attack_list = build_suite(cfg.attacks.suite)
+    pool = load_pool(cfg.data, cfg.seed) if pool is None else pool
+    p = cfg.protocol
+    membership = make_membership(len(pool), p.n_models, cfg.seed, p.n_targets, p.canaries)
+    pool = mislabel_canaries(pool, membership, cfg.seed)
+    for defense in defense_list:
+        defense.check(n_train=len(pool) // 2, num_classes=pool.num_classes)
+    recipe = apply_recipes(defense_list, base_recipe(cfg))
+    check_recipe(recipe, pool)
+    plan = Plan(
+        config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress
+    )
+    plan.shadow_recipe = None if cfg.attacker.knows_defense else base_recipe(cfg)
+    return plan

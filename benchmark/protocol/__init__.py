@@ -1,0 +1,1 @@
+"""The evaluation protocol: the balanced membership matrix, canaries and targets."""

@@ -1,0 +1,130 @@
+"""The ``mia-bench`` command that reproduces a recorded configuration run.
+
+A run's params are its flattened resolved configuration (:func:`benchmark.tracking.flatten`). The
+command is rebuilt from them against the current ``conf/``: the config groups first (``data`` and
+``model`` options are named by their ``name`` field, the defenses by the run's ``defense`` tag, in
+order), then one ``key=value`` override for every field that differs from what those groups
+compose to. The command is *verified* by composing it exactly as the CLI would and comparing the
+result with the params; an unverified command is reported as such, never passed off as exact.
+``tracking.*`` is left out: a reader reruns into their own store.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from benchmark.config.compose import CONFIG_DIR, compose_config
+from benchmark.tracking.params import flatten, leaves
+
+#: Config groups whose option is named by the option's ``name`` field.
+NAMED_GROUPS = ("data", "model")
+#: Strings Hydra reads back as the same string without quotes (not a number, bool or null).
+_BARE = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*$")
+_KEYWORDS = {"null", "true", "false", "nan", "inf", "none"}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``mia-bench`` command line; ``verified`` when it composes to exactly the run's params."""
+
+    overrides: tuple[str, ...]
+    verified: bool
+
+    def __str__(self) -> str:
+        return shlex.join(["mia-bench", *self.overrides])
+
+
+def _science(params: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in params.items() if not k.startswith(("tracking.", "hydra."))}
+
+
+def _compose(overrides: list[str]) -> dict[str, Any] | None:
+    """The resolved config a CLI run with ``overrides`` would use; None if it does not compose."""
+    return _compose_cached(tuple(overrides))
+
+
+@functools.lru_cache(maxsize=256)
+def _compose_cached(overrides: tuple[str, ...]) -> dict[str, Any] | None:
+    try:
+        cfg = compose_config(overrides)
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except (HydraException, OmegaConfBaseException, ValueError):
+        return None
+
+
+def hydra_literal(value: Any) -> str:
+    """``value`` in Hydra's override grammar (strings quoted, dict keys bare)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_literal(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if _BARE.match(text) and text.lower() not in _KEYWORDS:
+        return text
+    if '"' not in text:
+        return f'"{text}"'
+    return "'" + text.replace("'", "\\'") + "'"
+
+
+def _value(param: str, default: Any) -> str:
+    """The override value for a recorded ``param``, typed like the field's ``default``."""
+    if isinstance(default, str):
+        return hydra_literal(param)
+    try:
+        return hydra_literal(json.loads(param))
+    except json.JSONDecodeError:
+        return hydra_literal(param)
+
+
+def _group_overrides(params: Mapping[str, str], defenses: list[str]) -> list[str]:
+    overrides = []
+    for group in NAMED_GROUPS:
+        name = params.get(f"{group}.name")
+        if name and (Path(CONFIG_DIR) / group / f"{name}.yaml").exists():
+            overrides.append(f"{group}={name}")
+    if defenses:
+        names = ",".join(defenses)
+        overrides.append(f"defense={names}" if len(defenses) == 1 else f"defense=[{names}]")
+    return overrides
+
+
+def reproduce_command(params: Mapping[str, str], tags: Mapping[str, str]) -> Command:
+    """The ``mia-bench`` command that reproduces the run with these params and tags."""
+    wanted = _science(params)
+    defenses = [d for d in tags.get("defense", "").split("+") if d]
+    groups = _group_overrides(wanted, defenses)
+    base = _compose(groups)
+    if base is None:
+        return Command(tuple(groups), verified=False)
+    typed = leaves(base)
+    composed = _science(flatten(base))
+    fields = []
+    for key, param in wanted.items():
+        if key not in composed:
+            fields.append(f"+{key}={_value(param, None)}")
+        elif composed[key] != param:
+            fields.append(f"{key}={_value(param, typed.get(key))}")
+    fields += [f"~{key}" for key in composed if key not in wanted]
+    if "seed" in wanted and not any(f.startswith("seed=") for f in fields):
+        fields.append(f"seed={wanted['seed']}")  # always explicit: it is what reruns vary
+    overrides = [*groups, *sorted(fields, key=lambda f: f.lstrip("+~"))]
+    rebuilt = _compose(overrides)
+    verified = rebuilt is not None and _science(flatten(rebuilt)) == wanted
+    return Command(tuple(overrides), verified=verified)

@@ -1,0 +1,153 @@
+"""DP-SGD for a stacked ensemble, through Opacus, with every model clipped and noised on its own.
+
+Opacus's ghost clipping (Li et al. 2022, "Large Language Models Can Be Strong Differentially
+Private Learners"; Opacus's ``GradSampleModuleFastGradientClipping``) runs unchanged on the stacked
+network: the norm samplers of :mod:`benchmark.training.stacked_samplers` report each example's gradient
+norm per model (``[B, K]``), so each model's examples are clipped to ``C`` by that model's own
+norm; Opacus's ``DPOptimizerFastGradientClipping`` then adds Gaussian noise of standard deviation
+``sigma * C`` to every element of the stacked gradient (independent noise for every model) and
+divides by the expected batch size. This is DP-SGD (Abadi et al. 2016, Algorithm 1) for each of
+the ``K`` models, as ``PrivacyEngine`` runs it for one; ``tests/test_dpsgd.py`` checks the
+clipping, the noise and the epsilon against Opacus's reference path.
+
+Each model draws its own Poisson batches from its own members; the ``K`` batches are padded to the
+largest one and the padding is masked out of the loss, so it contributes no gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from opacus.grad_sample import GradSampleModuleFastGradientClipping
+from opacus.optimizers import DPOptimizerFastGradientClipping
+from tqdm.auto import tqdm
+
+import benchmark.training.stacked_samplers  # noqa: F401  (registers the samplers of the stacked layers)
+from benchmark.protocol.membership import Membership
+from benchmark.training.accounting import (
+    DPParams,
+    make_accountant,
+    noise_multiplier,
+    poisson_schedule,
+)
+from benchmark.training.ensemble import check_finite, per_model_loss, stacked_batch
+from benchmark.training.recipe import Recipe
+from benchmark.training.stacked_samplers import per_model_norm_samplers
+from benchmark.training.stacking import Ensemble, NotStackable, without_weight_gradients
+from benchmark.training.steps import make_optimizer
+
+
+def poisson_batch(
+    members: torch.Tensor, sample_rate: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Poisson-sampled batch per model: pool indices ``[K, B]`` and a mask ``[K, B]``.
+
+    Each of model ``k``'s members (row ``k`` of ``members``) is drawn independently with
+    probability ``sample_rate``, as Opacus's ``UniformWithReplacementSampler`` draws them. The
+    ``K`` batches are padded to the largest one (at least 1); ``mask`` is False on padding.
+    """
+    drawn = torch.rand(members.shape, generator=generator, device=members.device) < sample_rate
+    size = max(int(drawn.sum(dim=1).max()), 1)
+    # A stable sort puts each model's drawn members first, in pool order, then the padding.
+    order = torch.argsort((~drawn).to(torch.uint8), dim=1, stable=True)[:, :size]
+    return members.gather(1, order), drawn.gather(1, order)
+
+
+class PrivateEnsemble:
+    """A stacked ensemble wrapped for DP-SGD: Opacus's ghost-clipping module and optimizer."""
+
+    def __init__(
+        self,
+        ensemble: Ensemble,
+        optimizer: torch.optim.Optimizer,
+        dp: DPParams,
+        sigma: float,
+        expected_batch_size: int,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        for layer in ensemble.modules():
+            trainable = any(p.requires_grad for p in layer.parameters(recurse=False))
+            if trainable and type(layer) not in per_model_norm_samplers():
+                raise NotStackable(f"no per-model norm sampler for {type(layer).__name__}")
+        self.module = GradSampleModuleFastGradientClipping(
+            ensemble, batch_first=True, loss_reduction="sum", max_grad_norm=dp.max_grad_norm
+        )
+        self.optimizer = DPOptimizerFastGradientClipping(
+            optimizer,
+            noise_multiplier=sigma,
+            max_grad_norm=dp.max_grad_norm,
+            expected_batch_size=expected_batch_size,
+            loss_reduction="mean",  # divide the noisy sum by the expected batch size, as Opacus
+            generator=generator,
+        )
+        # The first backward pass only needs the hooks to fire: asking for the first layer's
+        # gradients alone makes autograd reach every layer's output, and stacked linear layers
+        # skip their weight gradients (built-in layers skip what is not asked for).
+        self._first = next(list(m.parameters()) for m in ensemble.layers if list(m.parameters()))
+
+    def step(
+        self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, label_smoothing: float = 0.0
+    ) -> torch.Tensor:
+        """One DP-SGD step on the batches ``x [B, K, ...]``, ``y``/``mask [B, K]``.
+
+        Returns each model's summed loss over its examples (``[K]``). Opacus's ghost clipping
+        (``DPTensorFastGradientClipping.backward``) with clipping coefficients ``[B, K]``: a
+        first backward pass gives every example's gradient norm per model, a second one the sum
+        of the clipped gradients, to which the optimizer adds the noise.
+        """
+        self.module.train()
+        losses = per_model_loss(self.module(x), y, label_smoothing)
+        losses = torch.where(mask, losses, 0.0)
+        self.optimizer.zero_grad(set_to_none=True)
+        with without_weight_gradients():
+            torch.autograd.grad(losses.sum(), self._first, retain_graph=True, allow_unused=True)
+        coefficients = self.module.get_clipping_coef()
+        self.module.disable_hooks()
+        (coefficients * losses).sum().backward()
+        self.module.enable_hooks()
+        self.optimizer.step()
+        return losses.detach().sum(dim=0)
+
+    def close(self) -> None:
+        self.module.remove_hooks()
+
+
+def fit_private(
+    ensemble: Ensemble,
+    recipe: Recipe,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    membership: Membership,
+    progress: bool,
+) -> list[float]:
+    """Train ``ensemble`` with DP-SGD; return the epsilon each model spent, from the accountant."""
+    dp = recipe.dp
+    assert dp is not None
+    members = torch.as_tensor(
+        np.stack([membership.members(k) for k in range(membership.n_models)]), device=x.device
+    )
+    schedule = poisson_schedule(members.shape[1], recipe.batch_size, recipe.epochs)
+    seed = int(membership.seeds[0])
+    private = PrivateEnsemble(
+        ensemble,
+        make_optimizer(recipe, ensemble.parameters()),
+        dp,
+        noise_multiplier(dp, schedule),
+        schedule.expected_batch_size,
+        generator=torch.Generator(x.device).manual_seed(seed + 1),
+    )
+    # Every model runs the same mechanism (same sigma, sampling rate and number of steps), so one
+    # accountant accounts for each of them.
+    accountant = make_accountant(dp)
+    private.optimizer.attach_step_hook(
+        accountant.get_optimizer_hook_fn(sample_rate=schedule.sample_rate)
+    )
+    sampler = torch.Generator(x.device).manual_seed(seed)
+    for _ in tqdm(
+        range(schedule.steps), desc="training (DP-SGD)", unit="step", disable=not progress
+    ):
+        index, mask = poisson_batch(members, schedule.sample_rate, sampler)
+        inputs, labels = stacked_batch(x, y, index)
+        check_finite(private.step(inputs, labels, mask.T, recipe.label_smoothing))
+    private.close()
+    return [float(accountant.get_epsilon(dp.delta))] * membership.n_models

@@ -1,0 +1,71 @@
+"""What every engine shares: a model's initial weights, its batch order, its optimiser.
+
+Engines that call these get the same models from the same seeds (``tests/training`` checks the
+ensemble against the sequential engine).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.data.pool import Pool
+from benchmark.models.base import build_model
+from benchmark.training.recipe import Recipe
+
+
+def init_model(recipe: Recipe, pool: Pool, seed: int) -> nn.Module:
+    """Model ``seed``'s initial weights; every engine starts from exactly these."""
+    torch.manual_seed(int(seed))
+    return build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
+
+
+def epoch_batches(
+    members: np.ndarray, epochs: int, batch_size: int, seed: int
+) -> Iterator[list[np.ndarray]]:
+    """The mini-batches (pool indices) of each epoch: a fresh shuffle of ``members`` per epoch."""
+    rng = np.random.default_rng([int(seed), 0xBA7C4])
+    for _ in range(epochs):
+        shuffled = rng.permutation(members)
+        yield [shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size)]
+
+
+def batch_order(
+    members: np.ndarray, epochs: int, batch_size: int, seed: int
+) -> Iterator[np.ndarray]:
+    """The mini-batches (pool indices) of one model: a fresh shuffle of its members each epoch."""
+    for batches in epoch_batches(members, epochs, batch_size, seed):
+        yield from batches
+
+
+def make_optimizer(recipe: Recipe, params: Any) -> torch.optim.Optimizer:
+    # The fused kernels apply the same update rule in one pass over the parameters: several
+    # times faster than one kernel per operation on the ensemble's stacked parameters.
+    fused = {"fused": True} if _fused_kernels() else {}
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            **fused,
+        )
+    # Coupled L2 (torch.optim.Adam), so that weight decay means the same penalty for both.
+    return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **fused)
+
+
+@functools.cache
+def _fused_kernels() -> bool:
+    """Whether this torch has fused SGD and Adam kernels for CPU tensors (torch >= 2.4)."""
+    probe = [torch.zeros(1, requires_grad=True)]
+    try:
+        torch.optim.SGD(probe, lr=0.1, fused=True)
+        torch.optim.Adam(probe, lr=0.1, fused=True)
+    except (RuntimeError, TypeError):
+        return False
+    return True
