@@ -8,7 +8,6 @@ import io
 import re
 import tokenize
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -174,5 +174,7 @@ def split_members(hooks: Sequence[TrainingHook], members: np.ndarray, seed: int)
         return MemberSplit(members, tuple(members[:0] for _ in hooks))
     shuffled = np.random.default_rng([int(seed), 0x5B117]).permutation(members)
     ends = np.cumsum(sizes)
-    parts = tuple(np.sort(shuffled[end - size : end]) for size, end in zip(sizes, ends))
+    parts = tuple(
+        np.sort(shuffled[end - size : end]) for size, end in zip(sizes, ends, strict=True)
+    )
     return MemberSplit(fit=np.sort(shuffled[int(ends[-1]) :]), held_out=parts)
