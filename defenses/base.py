@@ -30,7 +30,8 @@ class Defense:
     Params: ClassVar[type] = NoParams
     #: What :meth:`release` leaves of the probability vector (see ``RELEASE_KINDS``).
     release_kind: ClassVar[str] = "probabilities"
-    #: The family reports group this defense under (``regularisation``, ``truncation``, ``dp``…).
+    #: The family reports group this defense under (``none``, ``regularisation``,
+    #: ``truncation``, ``dpsgd``, ``other``).
     family: ClassVar[str] = "other"
 
     def __init__(self, params: Any) -> None:

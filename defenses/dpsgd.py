@@ -19,6 +19,8 @@ from defenses.base import Defense, register_defense
 class DPSGD(Defense):
     """Differentially private training: per-example clipping, Gaussian noise, Poisson batches."""
 
+    family = "dpsgd"
+
     #: The parameters are the recipe's DP-SGD settings, unchanged.
     Params = DPParams
 

@@ -122,6 +122,8 @@ class MemGuard(Defense):
     """Perturb each released probability vector toward the decision boundary of a membership
     classifier, within an L1 budget ``epsilon``, never changing the predicted label."""
 
+    family = "truncation"
+
     release_kind = "truncated"
 
     @dataclass

@@ -6,3 +6,5 @@ from defenses.base import Defense, register_defense
 @register_defense("none")
 class NoDefense(Defense):
     """Train with the base recipe and release the full probability vector."""
+
+    family = "none"

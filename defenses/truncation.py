@@ -19,6 +19,8 @@ from defenses.base import Defense, register_defense
 class TopK(Defense):
     """Release only the ``k`` largest probabilities; the others are returned as 0."""
 
+    family = "truncation"
+
     release_kind = "truncated"
 
     @dataclass
@@ -50,6 +52,8 @@ class LabelOnly(Defense):
     perturbed inputs instead.
     """
 
+    family = "truncation"
+
     release_kind = "label"
 
     def release(self, probabilities: np.ndarray) -> np.ndarray:
@@ -67,6 +71,8 @@ class Rounding(Defense):
     can tie the two largest probabilities; the released argmax is then the lower class index,
     which is the utility a client reading the rounded output gets.
     """
+
+    family = "truncation"
 
     release_kind = "truncated"
 

@@ -4,10 +4,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from benchmark.config.compose import to_container
 from benchmark.errors import ConfigError
 from benchmark.release.api import Release
 from benchmark.training.recipe import Recipe
 from defenses.base import apply_recipes, build_defenses
+from tests.conftest import compose_config
 
 probability_rows = arrays(np.float64, (7, 5), elements=st.floats(0.01, 1.0)).map(
     lambda a: a / a.sum(axis=1, keepdims=True)
@@ -27,7 +29,8 @@ def test_topk_releases_exactly_the_k_largest(probabilities, k):
 
 def test_defense_hooks_compose_in_order():
     defenses = build_defenses({"weight_decay": {"weight_decay": 0.01}, "topk": {"k": 2}})
-    assert apply_recipes(defenses, Recipe()).weight_decay == 0.01
+    base = Recipe.from_config(to_container(compose_config([]).training), {"name": "mlp"})
+    assert apply_recipes(defenses, base).weight_decay == 0.01
     assert Release(defenses).kind == "truncated" and Release([]).kind == "probabilities"
 
 

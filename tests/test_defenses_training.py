@@ -12,12 +12,16 @@ import torch.nn.functional as F
 from benchmark.data.pool import Pool
 from benchmark.errors import ConfigError
 from benchmark.experiment.plan import prepare
-from benchmark.training.augmentation import random_flip, random_shift
 from benchmark.training.engines import check_recipe
-from benchmark.training.objectives import flattened_targets, mixup, relaxloss
-from benchmark.training.recipe import Recipe, needs_sequential
-from benchmark.training.sequential import FitResult, fit, split_members
+from benchmark.training.hooks import split_members
+from benchmark.training.recipe import Recipe
+from benchmark.training.sequential import FitResult, fit
+from defenses.adversarial_regularisation import AdversarialHook
+from defenses.augmentation import random_flip, random_shift
 from defenses.base import apply_recipes, build_defenses
+from defenses.early_stopping import EarlyStoppingHook
+from defenses.mixup import mixup
+from defenses.relaxloss import flattened_targets, relaxloss
 from tests.conftest import compose_config
 
 #: 150 members per model, 10 noisy classes, a fast learning rate: memorises in 10 epochs.
@@ -116,20 +120,18 @@ def test_label_smoothing_caps_member_confidence(small, undefended):
 
 
 def test_member_split_stays_inside_the_members(small):
-    recipe = small.base.replace(
-        early_stopping_patience=2,
-        validation_fraction=0.2,
-        adversarial_lambda=1.0,
-        adversarial_reference_fraction=0.3,
-    )
-    split = split_members(recipe, small.members, small.seed)
-    parts = [split.fit, split.validation, split.reference]
+    hooks = (EarlyStoppingHook(2, 0.2), AdversarialHook(1.0, 0.3, 1, 1e-3))
+    split = split_members(hooks, small.members, small.seed)
+    parts = [split.fit, *split.held_out]
     assert [len(p) for p in parts] == [60, 24, 36]  # of 120 members
     assert np.array_equal(np.sort(np.concatenate(parts)), small.members)
-    again = split_members(recipe, small.members, small.seed)  # drawn by the model's seed
-    assert all(np.array_equal(a, b) for a, b in zip(parts, vars(again).values(), strict=True))
-    off = split_members(small.base, small.members, small.seed)
-    assert np.array_equal(off.fit, small.members) and len(off.validation) == 0
+    assert np.array_equal(split.all_held_out, np.sort(np.concatenate(split.held_out)))
+    again = split_members(hooks, small.members, small.seed)  # drawn by the model's seed
+    assert all(
+        np.array_equal(a, b) for a, b in zip(parts, [again.fit, *again.held_out], strict=True)
+    )
+    off = split_members(small.base.hooks, small.members, small.seed)
+    assert np.array_equal(off.fit, small.members) and len(off.all_held_out) == 0
 
 
 def poisoned(pool: Pool, members: np.ndarray) -> Pool:
@@ -163,7 +165,8 @@ def test_early_stopping_stops_and_restores_the_best_epoch(small):
     assert stopped.epochs_run < 40
     assert stopped.epochs_run == stopped.best_epoch + 1 + 2  # patience epochs after the best
     # The same split trained for exactly best_epoch + 1 epochs gives the returned weights.
-    replay = small.fit(recipe.replace(epochs=stopped.best_epoch + 1, early_stopping_patience=99))
+    patient = tuple(EarlyStoppingHook(99, h.validation_fraction) for h in recipe.hooks)
+    replay = small.fit(recipe.replace(epochs=stopped.best_epoch + 1, hooks=patient))
     assert same_weights(stopped.model, replay.model)
 
 
@@ -291,15 +294,15 @@ def test_relaxloss_refuses_to_combine_with_mixup(small):
 def test_adversarial_regularisation_raises_the_member_loss(small, undefended):
     recipe = small.defended({"adversarial_regularisation": {"strength": 3.0}})
     regularised = small.fit(recipe)
-    split = regularised.split
-    assert set(split.reference) <= set(small.members) and len(split.reference) == 24
+    (reference,) = regularised.split.held_out
+    assert set(reference) <= set(small.members) and len(reference) == 24
     assert member_loss(undefended.model, small.pool, small.members) < 0.05
     # Even the points it takes gradient steps on keep a loss well above the undefended one.
-    assert member_loss(regularised.model, small.pool, split.fit) > 0.15
+    assert member_loss(regularised.model, small.pool, regularised.split.fit) > 0.15
 
 
 def test_inference_model_learns_to_separate_members_from_reference(small, undefended):
-    from benchmark.training.adversarial import AdversarialRegulariser, batch_sampler
+    from defenses.adversarial_regularisation import AdversarialRegulariser, batch_sampler
 
     x, y = torch.as_tensor(small.pool.x), torch.as_tensor(small.pool.y)
     rng = np.random.default_rng(0)
@@ -323,10 +326,10 @@ def test_inference_model_learns_to_separate_members_from_reference(small, undefe
 # ---- engines ----------------------------------------------------------------------------------
 
 
-def test_needs_sequential_names_the_fields_only_the_sequential_engine_has(small):
-    assert needs_sequential(small.base) is None
-    assert needs_sequential(small.defended({"weight_decay": {}, "label_smoothing": {}})) is None
-    assert needs_sequential(small.defended({"dropout": {}})) is None
+def test_the_hooks_that_need_the_sequential_engine_say_why(small):
+    assert small.base.sequential_reason() is None
+    torch_options = small.defended({"weight_decay": {}, "label_smoothing": {}, "dropout": {}})
+    assert torch_options.hooks == () and torch_options.sequential_reason() is None
     for name, word in [
         ("early_stopping", "early stopping"),
         ("augmentation", "augmentation"),
@@ -334,8 +337,8 @@ def test_needs_sequential_names_the_fields_only_the_sequential_engine_has(small)
         ("relaxloss", "RelaxLoss"),
         ("adversarial_regularisation", "adversarial"),
     ]:
-        reason = needs_sequential(small.defended({name: {}}))
-        assert reason is not None and word in reason
+        reason = small.defended({name: {}}).sequential_reason()
+        assert reason is not None and word in reason and name in reason
 
 
 def test_defended_training_is_reproducible_from_the_seed(small):

@@ -17,7 +17,7 @@ from benchmark.models.base import MODELS, build_model
 from benchmark.protocol.membership import Membership
 from benchmark.training.engines import train
 from benchmark.training.ensemble import unsupported
-from benchmark.training.recipe import Recipe
+from benchmark.training.hooks import TrainingHook
 from benchmark.training.stacking import (
     NotStackable,
     StackedAffine,
@@ -27,7 +27,7 @@ from benchmark.training.stacking import (
 )
 from benchmark.training.steps import init_model
 from benchmark.training.trained import Models, TrainingDiverged
-from tests.conftest import FAST
+from tests.conftest import FAST, compose_config
 
 #: Image data for the CNN, as small as FAST.
 IMAGES = [
@@ -132,22 +132,45 @@ def test_an_unstackable_model_falls_back_to_sequential_with_a_message(
 
 
 @dataclasses.dataclass(frozen=True)
-class MixupRecipe(Recipe):
-    """A recipe with a training-time option the ensemble does not implement."""
+class LoopHook(TrainingHook):
+    """A hook with a per-step callback, which only the sequential engine calls."""
 
-    mixup: float = 0.0
+    def sequential_reason(self) -> str:
+        return "a test's loop hook"
 
 
-def test_a_recipe_option_the_ensemble_does_not_implement_is_refused(make_config):
-    membership = prepare(make_config(FAST), False).membership
-    assert unsupported(MixupRecipe(), membership) is None
-    assert "recipe.mixup" in unsupported(MixupRecipe(mixup=0.2), membership)
+@dataclasses.dataclass(frozen=True)
+class CheckOnlyHook(TrainingHook):
+    """A hook that only checks the data: any engine can train its recipe."""
+
+    def sequential_reason(self) -> None:
+        return None
+
+
+def test_a_recipe_with_a_hook_the_ensemble_does_not_call_is_refused(make_config):
+    plan = prepare(make_config(FAST), False)
+    membership = plan.membership
+    assert unsupported(plan.recipe, membership) is None
+    assert unsupported(plan.recipe.with_hook(CheckOnlyHook()), membership) is None
+    reason = unsupported(plan.recipe.with_hook(LoopHook()), membership)
+    assert reason == "a test's loop hook need the sequential engine"
+
+
+def test_a_recipe_with_a_hook_falls_back_to_sequential_with_its_reason(make_config, caplog):
+    plan = prepare(make_config(FAST), False)
+    recipe = plan.recipe.replace(epochs=1).with_hook(LoopHook())
+    with caplog.at_level(logging.WARNING, logger="benchmark.training.ensemble"):
+        ensemble = train(recipe, plan.pool, plan.membership, False)
+    sequential = train(recipe.replace(engine="sequential"), plan.pool, plan.membership, False)
+    assert "a test's loop hook" in caplog.text and "training sequentially" in caplog.text
+    assert largest_difference(sequential, ensemble) == 0.0
 
 
 def test_training_sets_of_different_sizes_are_refused():
     matrix = np.array([[1, 1, 1, 0], [0, 0, 1, 1]], dtype=bool)
     membership = Membership(matrix, np.zeros(4, bool), np.array([1, 2]), np.array([0, 1]))
-    assert "different sizes" in unsupported(Recipe(), membership)
+    recipe = prepare(compose_config(FAST), False).recipe
+    assert "different sizes" in unsupported(recipe, membership)
 
 
 def test_divergence_is_reported_per_model(make_config):

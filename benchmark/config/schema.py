@@ -45,7 +45,7 @@ class ModelConfig:
 
 @dataclass
 class TrainingConfig:
-    """The base training recipe, before any defense changes it (see :mod:`benchmark.training.sequential`)."""
+    """The base training recipe, before any defense changes it (see :mod:`benchmark.training.recipe`)."""
 
     engine: str = "ensemble"
     device: str = "auto"

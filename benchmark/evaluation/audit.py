@@ -182,22 +182,25 @@ def audit_targets(
 ) -> list[EpsilonAudit]:
     """One :class:`EpsilonAudit` per target; ``scores`` and ``membership`` are ``[T, N]``.
 
-    ``mask`` (bool ``[N]``) restricts the audit to some points (e.g. the canaries). Target ``k``'s
-    threshold is chosen on the targets ``j != k`` (the module docstring says why); with one
-    target, on its even-indexed points, and its bound is evaluated on its odd-indexed points.
+    ``mask`` (bool ``[N]``, or ``[T, N]`` for points that differ per target, e.g. each target's
+    fitted members and its non-members) restricts the audit to some points (e.g. the canaries).
+    Target ``k``'s threshold is chosen on the targets ``j != k`` (the module docstring says why);
+    with one target, on its even-indexed points, and its bound is evaluated on its odd-indexed
+    points.
     """
     scores = np.asarray(scores, dtype=np.float64)
     membership = np.asarray(membership, dtype=bool)
     mask = np.ones(scores.shape[1], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    mask = np.broadcast_to(mask, scores.shape)
     if len(scores) == 1:
         even = np.arange(scores.shape[1]) % 2 == 0
-        choose, audit = mask & even, mask & ~even
+        choose, audit = mask[0] & even, mask[0] & ~even
         shadow = ThresholdTests(scores[0, choose], membership[0, choose], delta, confidence)
         target = ThresholdTests(scores[0, audit], membership[0, audit], delta, confidence)
         return [target.audit(choose_threshold([shadow]))]
     tests = [
-        ThresholdTests(s[mask], m[mask], delta, confidence)
-        for s, m in zip(scores, membership, strict=True)
+        ThresholdTests(s[keep], m[keep], delta, confidence)
+        for s, m, keep in zip(scores, membership, mask, strict=True)
     ]
     return [
         test.audit(choose_threshold(tests[:k] + tests[k + 1 :])) for k, test in enumerate(tests)

@@ -11,8 +11,13 @@ Per target run and per configuration run (the mean, with ``_ci_low`` / ``_ci_hig
 
 from __future__ import annotations
 
-#: Metric groups: the ordinary population, and the canaries when there are any.
+#: Metric groups: the ordinary population (fitted members against non-members), and the
+#: canaries when there are any.
 POPULATION, CANARY = "privacy", "privacy_canary"
+#: The members a training hook held out of fitting (validation / reference sets) against the
+#: same non-members, when there are any; :data:`HELDOUT_COUNT` is their number per target.
+HELDOUT = "privacy_heldout"
+HELDOUT_COUNT = "heldout/count"
 UTILITY = "utility"
 UTILITY_METRICS = ("test_acc", "train_acc", "gap")
 DP_EPSILON = "dp/epsilon"

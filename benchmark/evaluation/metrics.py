@@ -106,7 +106,7 @@ def metric_bounds(key: str) -> tuple[float, float]:
     name = key.rsplit("/", 1)[-1]
     if name == "gap":
         return (-1.0, 1.0)
-    if name in ("epsilon", "eps_lb"):
+    if name in ("epsilon", "eps_lb", "count"):
         return (0.0, np.inf)
     return (0.0, 1.0)
 

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from attacks.base import Attack, attacker_view, memoise_query
 from benchmark.evaluation.audit import EpsilonAudit, audit_delta, audit_targets
-from benchmark.evaluation.keys import CANARY, POPULATION
+from benchmark.evaluation.keys import CANARY, HELDOUT, POPULATION
 from benchmark.evaluation.metrics import RocEvaluation, evaluate
 from benchmark.evaluation.results import AttackResult
 from benchmark.experiment.plan import Plan
@@ -38,16 +38,29 @@ def _utility(
 
 
 def _groups(signals: Signals) -> dict[str, np.ndarray]:
-    groups = {POPULATION: ~signals.canary}
+    """Each metric group's points per target: bool ``[T, N]``, scored by target membership.
+
+    The headline group scores the members each target *fitted* against its non-members: a
+    member a training hook held out (early stopping's validation split, adversarial
+    regularisation's reference set) was never fitted, and counting it as a member would dilute
+    the leakage measured on the points the model learned from. Those held-out members are scored
+    against the same non-members in their own group. Canaries keep theirs.
+    """
+    targets = signals.targets
+    members, held_out = signals.membership[targets], signals.held_out[targets]
+    population = ~signals.canary[None, :] & ~held_out
+    groups = {POPULATION: population}
+    if held_out.any():
+        groups[HELDOUT] = ~signals.canary[None, :] & (held_out | ~members)
     if signals.canary.any():
-        groups[CANARY] = signals.canary
+        groups[CANARY] = np.broadcast_to(signals.canary, members.shape)
     return groups
 
 
 def _evaluate(scores: np.ndarray, signals: Signals) -> dict[str, list[RocEvaluation]]:
     return {
         group: [
-            evaluate(scores[i][mask], signals.membership[k][mask])
+            evaluate(scores[i][mask[i]], signals.membership[k][mask[i]])
             for i, k in enumerate(signals.targets)
         ]
         for group, mask in _groups(signals).items()

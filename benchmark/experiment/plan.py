@@ -43,20 +43,8 @@ class Plan:
 
 
 def base_recipe(cfg: DictConfig) -> Recipe:
-    t, m = cfg.training, cfg.model
-    options = {key: m[key] for key in m if key != "name"}
-    return Recipe(
-        model=m.name,
-        model_options=options,
-        optimizer=t.optimizer,
-        lr=t.lr,
-        momentum=t.momentum,
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        weight_decay=t.weight_decay,
-        engine=t.engine,
-        device=t.device,
-    )
+    """The recipe of the resolved ``training`` and ``model`` configs, before any defense."""
+    return Recipe.from_config(to_container(cfg.training), to_container(cfg.model))
 
 
 def mislabel_canaries(pool: Pool, membership: Membership, seed: int) -> Pool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.evaluation.audit import accountant_violations
+from benchmark.evaluation.keys import HELDOUT_COUNT
 from benchmark.evaluation.metrics import Interval, mean_interval, metric_bounds
 from benchmark.evaluation.results import AttackResult
 from benchmark.experiment.plan import Plan
@@ -36,6 +37,8 @@ class ExperimentResult:
         }
         if self.epsilons is not None:
             metrics["dp/epsilon"] = float(self.epsilons[self.targets[position]])
+        if self.signals.held_out.any():  # only runs whose training held members out
+            metrics[HELDOUT_COUNT] = float(self.signals.held_out[self.targets[position]].sum())
         for attack in self.attacks:
             for group, evaluations in attack.evaluations.items():
                 for key, value in evaluations[position].metrics().items():

@@ -7,7 +7,7 @@ them later without training anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,24 @@ class Signals:
     canary: np.ndarray  # bool [N]
     targets: np.ndarray  # int64 [T]
     release_kind: str
+    #: bool [K, N]: members model k's training held out of fitting (a training hook's validation
+    #: or reference set); None (the default) means none, stored as all False.
+    held_out: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.held_out is None:
+            object.__setattr__(self, "held_out", np.zeros(self.membership.shape, dtype=bool))
+        if self.held_out.shape != self.membership.shape:
+            raise ValueError(
+                f"held_out {self.held_out.shape} must match membership {self.membership.shape}"
+            )
+        if (self.held_out & ~self.membership).any():
+            raise ValueError("held_out marks a non-member: held-out points are members")
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """bool [K, N]: the members each model took gradient steps on."""
+        return self.membership & ~self.held_out
 
     def save(self, path: str | Path) -> None:
         np.savez_compressed(
@@ -31,6 +49,7 @@ class Signals:
             canary=self.canary,
             targets=self.targets,
             release_kind=np.array(self.release_kind),
+            held_out=self.held_out,
         )
 
     @classmethod
@@ -43,4 +62,6 @@ class Signals:
                 canary=archive["canary"],
                 targets=archive["targets"],
                 release_kind=str(archive["release_kind"]),
+                # Files written before held-out members were recorded have none.
+                held_out=archive["held_out"] if "held_out" in archive.files else None,
             )

@@ -22,4 +22,5 @@ def compute_signals(
         canary=membership.canary,
         targets=membership.targets,
         release_kind=release.kind,
+        held_out=models.held_out,
     )

@@ -16,8 +16,9 @@ from benchmark.models.base import build_model
 from benchmark.protocol.membership import Membership
 from benchmark.registry import Registry
 from benchmark.training.ensemble import train_ensemble
-from benchmark.training.recipe import Recipe, needs_sequential
-from benchmark.training.sequential import split_sizes, train_sequential
+from benchmark.training.hooks import Setup
+from benchmark.training.recipe import Recipe
+from benchmark.training.sequential import train_sequential
 from benchmark.training.trained import Models
 
 
@@ -28,36 +29,17 @@ def check_recipe(recipe: Recipe, pool: Pool) -> None:
         raise ConfigError(
             "model=logreg has no hidden layer to apply dropout to: use model=mlp or model=cnn"
         )
-    if recipe.augments and pool.kind != "image":
-        raise ConfigError(
-            f"defense=augmentation shifts and flips images, but data={pool.name} is "
-            f"{pool.kind}: use it with image data (digits, cifar10) or remove it"
-        )
-    if recipe.relaxloss_alpha > 0 and (recipe.mixup_alpha > 0 or recipe.label_smoothing > 0):
-        raise ConfigError(
-            "defense=relaxloss defines its own loss and cannot be combined with mixup or "
-            "label_smoothing: select only one of them"
-        )
-    sequential_only = needs_sequential(recipe)
+    n_members = len(pool) // 2
+    setup = Setup(pool, n_members, recipe.hooks, recipe.label_smoothing)
+    for hook in recipe.hooks:
+        hook.check(setup)
+    sequential_only = recipe.sequential_reason()
     if recipe.dp is not None and sequential_only:
         raise ConfigError(
             f"defense=dpsgd trains plain DP-SGD (Opacus): "
             f"{sequential_only.split(' need')[0]} cannot be combined with it"
         )
-    n_members = len(pool) // 2
-    n_validation, n_reference = split_sizes(recipe, n_members)
-    if recipe.early_stopping and n_validation < 1:
-        raise ConfigError(
-            f"defense.early_stopping.validation_fraction={recipe.validation_fraction} holds out "
-            f"no validation point from each model's {n_members} members: raise it"
-        )
-    if recipe.adversarial and n_reference < 1:
-        raise ConfigError(
-            "defense.adversarial_regularisation.reference_fraction="
-            f"{recipe.adversarial_reference_fraction} holds out no reference point from each "
-            f"model's {n_members} members: raise it"
-        )
-    if n_members - n_validation - n_reference < 1:
+    if n_members - sum(hook.held_out(n_members) for hook in recipe.hooks) < 1:
         raise ConfigError(
             f"the held-out fractions leave none of each model's {n_members} members to train "
             "on: lower validation_fraction / reference_fraction"

@@ -7,7 +7,7 @@ decay) and Adam update every parameter element-wise, so one optimizer over the s
 is exactly ``K`` independent optimizers. Each model starts from its own initialisation and sees
 its own batches (:func:`benchmark.training.init_model` and :func:`benchmark.training.batch_order`,
 the same calls the sequential engine makes), so model ``k`` equals the sequentially trained
-model ``k`` up to floating-point rounding; ``tests/test_ensemble.py`` checks this.
+model ``k`` up to floating-point error; ``tests/test_ensemble.py`` checks this.
 
 DP-SGD (``recipe.dp``) trains the stacked network through Opacus, with per-model clipping
 (:mod:`benchmark.training.private_ensemble`).
@@ -18,7 +18,6 @@ with a logged message, never trained differently.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
@@ -36,40 +35,21 @@ from benchmark.training.trained import Models, TrainingDiverged, resolve_device
 
 log = logging.getLogger(__name__)
 
-#: The recipe fields this engine implements. A recipe that sets any other field to a value
-#: other than its default (a training-time defense this engine does not know) is trained by the
-#: sequential engine instead: add the field here once the ensemble implements it.
-SUPPORTED_FIELDS = frozenset(
-    {
-        "model",
-        "model_options",
-        "optimizer",
-        "lr",
-        "momentum",
-        "epochs",
-        "batch_size",
-        "weight_decay",
-        "label_smoothing",
-        "engine",
-        "device",
-        "dp",
-    }
-)
-
 
 def unsupported(recipe: Recipe, membership: Membership) -> str | None:
-    """Why this engine cannot train ``recipe`` on ``membership`` (None when it can)."""
-    for spec in dataclasses.fields(recipe):
-        if spec.name in SUPPORTED_FIELDS:
-            continue
-        if spec.default_factory is not dataclasses.MISSING:
-            default = spec.default_factory()
-        else:
-            default = spec.default
-        if getattr(recipe, spec.name) != default:
-            return f"it does not implement recipe.{spec.name}"
+    """Why this engine cannot train ``recipe`` on ``membership`` (None when it can).
+
+    It calls no training hook, so a recipe with a hook that needs the sequential engine is
+    handed to it (:meth:`Recipe.sequential_reason`).
+    """
+    reason = recipe.sequential_reason()
+    if reason is not None:
+        return reason
     if len(set(membership.matrix.sum(axis=1).tolist())) != 1:
         return "the models have training sets of different sizes"
+    n_members = int(membership.matrix[0].sum())
+    if any(hook.held_out(n_members) for hook in recipe.hooks):
+        return "a training hook holds members out of fitting"
     return None
 
 
@@ -164,7 +144,9 @@ def train_ensemble(
         except NotStackable as exc:
             return _fall_back(str(exc), recipe, pool, membership, progress)
     ensemble.unstack_into(modules)
-    return Models(modules=[m.to(device).eval() for m in modules], device=device, epsilons=epsilons)
+    # No hook runs here (see unsupported), so every model fits all of its members.
+    held_out = np.zeros(membership.matrix.shape, dtype=bool)
+    return Models([m.to(device).eval() for m in modules], device, epsilons, held_out)
 
 
 def _fall_back(

@@ -10,8 +10,7 @@ from torch import nn
 from benchmark.data.pool import Pool
 from benchmark.training.accounting import noise_multiplier, poisson_schedule
 from benchmark.training.recipe import Recipe
-from benchmark.training.steps import init_model, make_optimizer
-from benchmark.training.trained import TrainingDiverged
+from benchmark.training.steps import init_model, make_optimizer, step
 
 
 def train_one_private(
@@ -49,12 +48,6 @@ def train_one_private(
     private.train()
     for _ in range(recipe.epochs):
         for x, y in loader:
-            loss = loss_fn(private(x), y)
-            # An empty Poisson batch has a NaN mean loss but no gradient: Opacus adds noise only.
-            if len(y) and not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} (try a smaller training.lr)")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step(loss_fn(private(x), y), optimizer, check=len(y) > 0)
     private.remove_hooks()
     return private._module.eval(), float(engine.get_epsilon(dp.delta))

@@ -1,85 +1,66 @@
 """The training recipe: how every model of a configuration is trained.
 
 A :class:`Recipe` is built from the resolved ``training`` and ``model`` configs
-(:func:`benchmark.experiment.plan.base_recipe`) and changed by the defenses' ``recipe`` hooks.
+(:meth:`Recipe.from_config`; their defaults live in :mod:`benchmark.config.schema` only) and
+changed by the defenses' ``recipe`` methods: torch's own options (weight decay, label smoothing,
+dropout through ``model_options``), DP-SGD's parameters, or a training hook
+(:mod:`benchmark.training.hooks`) appended to :attr:`Recipe.hooks`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from benchmark.training.accounting import DPParams
+from benchmark.training.hooks import TrainingHook, needs_sequential
 
 
 @dataclass(frozen=True)
 class Recipe:
     """How every model of a configuration is trained (before the release hook).
 
-    The fields after ``device`` are the training-time defenses' switches; each is off at its
-    default, so an undefended recipe trains exactly as plain mini-batch SGD/Adam.
+    The fields up to ``device`` are the ``training`` config's, without defaults of their own
+    (:meth:`from_config` fills them). The rest are off until a defense sets them, so an
+    undefended recipe trains exactly as plain mini-batch SGD/Adam.
     """
 
-    model: str = "mlp"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    epochs: int = 30
-    batch_size: int = 64
-    weight_decay: float = 0.0
+    model: str
+    model_options: dict[str, Any]
+    optimizer: str
+    lr: float
+    momentum: float
+    epochs: int
+    batch_size: int
+    weight_decay: float
+    engine: str
+    device: str
+    #: torch's ``cross_entropy(label_smoothing=...)`` (the ``label_smoothing`` defense).
     label_smoothing: float = 0.0
-    engine: str = "ensemble"
-    device: str = "cpu"
-    #: Early stopping: stop after this many epochs without a lower validation loss (0: off) and
-    #: restore the best weights; the validation split is this fraction of the model's members.
-    early_stopping_patience: int = 0
-    validation_fraction: float = 0.0
-    #: Image augmentation: random shifts of up to this many pixels, and random horizontal flips.
-    augment_shift: int = 0
-    augment_flip: bool = False
-    #: Mixup's Beta(alpha, alpha) parameter (0: off).
-    mixup_alpha: float = 0.0
-    #: RelaxLoss's target loss level alpha (0: off).
-    relaxloss_alpha: float = 0.0
-    #: Adversarial regularisation: the weight lambda of the inference model's gain (0: off), the
-    #: fraction of the model's members held out as its reference set, the inference model's
-    #: steps per classifier step (k) and learning rate.
-    adversarial_lambda: float = 0.0
-    adversarial_reference_fraction: float = 0.0
-    adversarial_steps: int = 1
-    adversarial_lr: float = 1e-3
+    #: The training-time defenses' hooks, in the order the defenses were selected.
+    hooks: tuple[TrainingHook, ...] = ()
     #: DP-SGD's budget and clipping norm (the ``dpsgd`` defense); None trains without privacy.
     dp: DPParams | None = None
+
+    @classmethod
+    def from_config(cls, training: Mapping[str, Any], model: Mapping[str, Any]) -> Recipe:
+        """The base recipe of resolved ``training`` and ``model`` configs (plain containers).
+
+        Every ``training`` key is a recipe field of the same name; the model's keys other than
+        ``name`` are its constructor's options. A ``training`` key without a field here fails
+        loudly (TypeError) rather than being dropped.
+        """
+        options = {key: value for key, value in model.items() if key != "name"}
+        return cls(model=model["name"], model_options=options, **training)
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
 
-    @property
-    def early_stopping(self) -> bool:
-        return self.early_stopping_patience > 0
+    def with_hook(self, hook: TrainingHook) -> Recipe:
+        return self.replace(hooks=(*self.hooks, hook))
 
-    @property
-    def augments(self) -> bool:
-        return self.augment_shift > 0 or self.augment_flip
-
-    @property
-    def adversarial(self) -> bool:
-        return self.adversarial_lambda > 0
-
-
-def needs_sequential(recipe: Recipe) -> str | None:
-    """Why only the sequential engine can train ``recipe`` (None when any engine can).
-
-    Other engines fall back to the sequential one, or refuse, on these recipe fields.
-    """
-    reasons = {
-        "early stopping (early_stopping_patience)": recipe.early_stopping,
-        "data augmentation (augment_shift, augment_flip)": recipe.augments,
-        "mixup (mixup_alpha)": recipe.mixup_alpha > 0,
-        "RelaxLoss (relaxloss_alpha)": recipe.relaxloss_alpha > 0,
-        "adversarial regularisation (adversarial_lambda)": recipe.adversarial,
-    }
-    needed = [name for name, on in reasons.items() if on]
-    return " and ".join(needed) + " need the sequential engine" if needed else None
+    def sequential_reason(self) -> str | None:
+        """Why only the sequential engine can train this recipe (None when any engine can)."""
+        return needs_sequential(self.hooks)

@@ -17,6 +17,7 @@ from torch import nn
 from benchmark.data.pool import Pool
 from benchmark.models.base import build_model
 from benchmark.training.recipe import Recipe
+from benchmark.training.trained import TrainingDiverged
 
 
 def init_model(recipe: Recipe, pool: Pool, seed: int) -> nn.Module:
@@ -69,3 +70,16 @@ def _fused_kernels() -> bool:
     except (RuntimeError, TypeError):
         return False
     return True
+
+
+def step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, check: bool = True) -> None:
+    """One optimiser step on ``loss`` (a scalar), after refusing a non-finite one (``check``).
+
+    The private paths pass ``check=False`` for an empty Poisson batch: its mean loss is NaN but
+    it has no gradient, and Opacus adds the noise only.
+    """
+    if check and not torch.isfinite(loss):
+        raise TrainingDiverged(f"loss became {loss.item()} (try a smaller training.lr)")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()

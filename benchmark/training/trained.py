@@ -22,7 +22,10 @@ class Models:
     modules: list[nn.Module]
     device: torch.device
     #: Per-model privacy spent (DP-SGD only), from the accountant.
-    epsilons: list[float] | None = None
+    epsilons: list[float] | None
+    #: bool ``[K, N]``: the members each model's training held out of fitting (a training
+    #: hook's validation or reference set); all False when nothing was held out.
+    held_out: np.ndarray
 
     @property
     def n_models(self) -> int:

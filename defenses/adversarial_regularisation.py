@@ -14,18 +14,24 @@ for ``k`` steps, then the classifier takes one step on (equation 7)
 so ``f`` is pushed to make its members look like non-members to the best attacker it can train.
 
 The reference set is carved out of the model's *own* members (see
-:func:`benchmark.training.split_members`): the evaluation's non-members of a model are the points
-the attacker scores, and the test set measures utility, so neither may inform training.
+:func:`benchmark.training.hooks.split_members`): the evaluation's non-members of a model are the
+points the attacker scores, and the test set measures utility, so neither may inform training.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchmark.errors import ConfigError, require
+from benchmark.training.hooks import Batch, FitContext, HookRun, Setup, TrainingHook
+from benchmark.training.recipe import Recipe
+from defenses.base import Defense, register_defense
 
 #: Draws one batch ``(x, y)``.
 Sampler = Callable[[], tuple[torch.Tensor, torch.Tensor]]
@@ -147,3 +153,94 @@ def batch_sampler(
         return x[index], y[index]
 
     return sample
+
+
+@dataclass(frozen=True)
+class AdversarialHook(TrainingHook):
+    """Holds out ``reference_fraction`` of each model's members as the reference set; before
+    each classifier step the inference model takes ``steps`` steps, and its gain weighted by
+    ``strength`` is added to the classifier's loss."""
+
+    strength: float
+    reference_fraction: float
+    steps: int
+    lr: float
+
+    def sequential_reason(self) -> str:
+        return "adversarial regularisation (defense.adversarial_regularisation)"
+
+    def held_out(self, n_members: int) -> int:
+        return round(self.reference_fraction * n_members)
+
+    def check(self, setup: Setup) -> None:
+        if self.held_out(setup.n_members) < 1:
+            raise ConfigError(
+                "defense.adversarial_regularisation.reference_fraction="
+                f"{self.reference_fraction} holds out no reference point from each "
+                f"model's {setup.n_members} members: raise it"
+            )
+
+    def start(self, context: FitContext) -> HookRun:
+        data, size, rng = (context.x, context.y), context.batch_size, context.rng
+        return _AdversaryRun(
+            AdversarialRegulariser(
+                context.num_classes,
+                strength=self.strength,
+                steps=self.steps,
+                lr=self.lr,
+                sample_members=batch_sampler(*data, context.fit, size, rng),
+                sample_reference=batch_sampler(*data, context.held_out, size, rng),
+                device=context.device,
+            )
+        )
+
+
+class _AdversaryRun(HookRun):
+    def __init__(self, adversary: AdversarialRegulariser) -> None:
+        self.adversary = adversary
+
+    def before_step(self, model: nn.Module) -> None:
+        self.adversary.update(model)
+
+    def penalty(self, batch: Batch) -> torch.Tensor:
+        return self.adversary.penalty(batch.logits, batch.y)
+
+
+@register_defense("adversarial_regularisation")
+class AdversarialRegularisation(Defense):
+    """Train the classifier against an inference model that tries to tell its members from a
+    reference set; ``strength`` is the weight lambda of the inference model's gain in the
+    classifier's loss (equation 7).
+
+    The reference set is ``reference_fraction`` of each model's *own* members, drawn by the
+    model's seed, on which the classifier takes no gradient step. It cannot be the model's
+    non-members (exactly the points the attacker scores as non-members: the defense would be
+    trained on the evaluation) nor the test set (utility only). The reference points stay
+    members in the membership matrix (the training procedure received them); the evaluation
+    scores them apart from the fitted members (``privacy_heldout/``).
+    """
+
+    family = "regularisation"
+
+    @dataclass
+    class Params:
+        strength: float = 1.0
+        reference_fraction: float = 0.2
+        #: Inference-model steps per classifier step (k in Algorithm 1) and its learning rate
+        #: (5 and 1e-3, as in the re-implementation of Chen et al. 2022).
+        steps: int = 5
+        lr: float = 1e-3
+
+    def check(self, n_train: int, num_classes: int) -> None:
+        p, name = self.params, "defense.adversarial_regularisation"
+        require(p.strength > 0, f"{name}.strength must be > 0 (got {p.strength})")
+        require(
+            0 < p.reference_fraction < 1,
+            f"{name}.reference_fraction must be in (0, 1) (got {p.reference_fraction})",
+        )
+        require(p.steps >= 1, f"{name}.steps must be >= 1 (got {p.steps})")
+        require(p.lr > 0, f"{name}.lr must be > 0 (got {p.lr})")
+
+    def recipe(self, base: Recipe) -> Recipe:
+        p = self.params
+        return base.with_hook(AdversarialHook(p.strength, p.reference_fraction, p.steps, p.lr))
