@@ -29,4 +29,6 @@ def _cifar10(cfg: DictConfig) -> RawDataset:
             raise
         except Exception as exc:
             raise malformed(cfg, f"{name}: {type(exc).__name__}: {exc}") from None
-    return RawDataset(np.concatenate(xs).astype(np.float32) / 255.0, np.concatenate(ys), "image")
+    return RawDataset(
+        np.concatenate(xs).astype(np.float32) / 255.0, np.concatenate(ys), "image", num_classes=10
+    )
