@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from benchmark.errors import ConfigError
 from benchmark.registry import Registry, build_params
 from benchmark.training.recipe import Recipe
 
@@ -60,8 +61,24 @@ def build_defense(name: str, params: Mapping[str, Any] | None) -> Defense:
 
 
 def build_defenses(selection: Mapping[str, Any]) -> list[Defense]:
-    """The defenses of one configuration, in the order they were selected."""
-    return [build_defense(name, params) for name, params in selection.items()]
+    """The defenses of one configuration, in the order they were selected.
+
+    Hydra composes each option of a group once: ``defense=[topk,topk]`` is ``defense=topk``.
+    """
+    defenses = [build_defense(name, params) for name, params in selection.items()]
+    _check_release_order(defenses)
+    return defenses
+
+
+def _check_release_order(defenses: Sequence[Defense]) -> None:
+    """Refuse a release hook after a label-only release: it would act on a one-hot vector."""
+    for i, first in enumerate(defenses):
+        later = [d.name for d in defenses[i + 1 :] if type(d).release is not Defense.release]
+        if first.release_kind == "label" and later:
+            raise ConfigError(
+                f"defense={first.name} releases only the label, so {later[0]} after it would "
+                f"transform a one-hot vector: put {first.name} last or drop {later[0]}"
+            )
 
 
 def apply_recipes(defenses: Sequence[Defense], base: Recipe) -> Recipe:

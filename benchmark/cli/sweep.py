@@ -13,19 +13,29 @@ basic one (one job after another), ``joblib`` (parallel local processes), ``subm
   and turns every failure into a :class:`JobOutcome` instead of an exception, so that one failing
   job never takes the others down.
 * When the sweep ends, the callback prints one line per job and exits with status 1 if any failed.
+* Ctrl-C (SIGINT) on a sweep run by Hydra's basic launcher (jobs in the launching process) is
+  caught by :func:`run_job`, which calls :func:`interrupt_sweep`: the running configuration runs
+  and the parent are marked KILLED, the summary so far is printed, and the process exits with
+  status 130 (128 + SIGINT, what shells report), without a traceback.
+* A parent run left RUNNING by a launcher that was killed outright (SIGKILL, a lost machine) is
+  marked KILLED, at the time it was last seen, by the next sweep launched into the same store
+  on the same host (:func:`close_dead_parents`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
+import signal
+import socket
 import sys
 import traceback
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
@@ -42,6 +52,10 @@ from benchmark.tracking.store import PARENT_RUN_FILE, current_parent_run, open_s
 #: Written by each job into its output folder; read back by the launching process at the end.
 OUTCOME_FILE = "mia_bench_outcome.json"
 STATUSES = ("finished", "skipped", "failed")
+#: The exit status of a sweep stopped by Ctrl-C: 128 + SIGINT, as a shell reports it.
+INTERRUPTED_STATUS = 128 + signal.SIGINT
+#: The launcher that runs every job in the launching process, one after another.
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 @dataclass
@@ -94,6 +108,7 @@ def _find_parent(client: Any, experiment_id: str, sid: str) -> str | None:
 def open_parent_run(config: DictConfig) -> tuple[str, bool]:
     """The sweep's parent run id, and whether it was reused from an earlier launch."""
     client, experiment_id = open_store(config.tracking)
+    close_dead_parents(client, experiment_id)
     sid = sweep_id(config)
     sweep_dir = Path(config.hydra.sweep.dir)
     parent = _find_parent(client, experiment_id, sid) if config.tracking.resume else None
@@ -102,6 +117,8 @@ def open_parent_run(config: DictConfig) -> tuple[str, bool]:
         client.update_run(parent, status="RUNNING")
         client.set_tag(parent, "sweep_launches", str(launches))
         client.set_tag(parent, "sweep_dir", str(sweep_dir))
+        for key, value in _launcher_tags().items():
+            client.set_tag(parent, key, value)
         return parent, True
     overrides = " ".join(config.hydra.overrides.task)
     run = client.create_run(
@@ -112,10 +129,58 @@ def open_parent_run(config: DictConfig) -> tuple[str, bool]:
             "sweep_dir": str(sweep_dir),
             "sweep_overrides": overrides[:5000],
             "sweep_launches": "1",
+            **_launcher_tags(),
             "command": shlex.join(["mia-bench", "-m", *config.hydra.overrides.task])[:5000],
         },
     )
     return run.info.run_id, False
+
+
+def _launcher_tags() -> dict[str, str]:
+    """Which process launched the sweep: a later launch tells whether it is still alive."""
+    return {"sweep_host": socket.gethostname(), "sweep_pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # this very process: alive, whatever an earlier launch left behind
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def close_dead_parents(client: Any, experiment_id: str) -> list[str]:
+    """Mark KILLED the sweep parents left RUNNING by a launching process that no longer exists.
+
+    A launcher killed outright (SIGKILL) cannot close its parent run. Only parents launched on
+    this host can be checked (by process id); each is ended at the time it was last seen (its
+    latest child's start or end, or its own start), the real end rather than now.
+    """
+    running = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'")
+    closed = []
+    for parent in running:
+        tags = parent.data.tags
+        if "sweep_id" not in tags or tags.get("sweep_host") != socket.gethostname():
+            continue
+        if not tags.get("sweep_pid", "").isdigit() or _alive(int(tags["sweep_pid"])):
+            continue
+        pid = parent.info.run_id
+        children = client.search_runs(
+            [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{pid}'"
+        )
+        times = [parent.info.start_time] + [
+            t for c in children for t in (c.info.start_time, c.info.end_time) if t
+        ]
+        last_seen = max(t for t in times if t is not None)
+        reason = f"its launcher (pid {tags['sweep_pid']}) ended without closing it"
+        client.set_tag(pid, "killed_reason", reason)
+        client.set_terminated(pid, "KILLED", end_time=last_seen)
+        closed.append(pid)
+    return closed
 
 
 def finished_run(cfg: DictConfig) -> str | None:
@@ -139,13 +204,14 @@ def finished_run(cfg: DictConfig) -> str | None:
         ),
         order_by=["attributes.start_time ASC"],
     )
-    finished = [run.info.run_id for run in runs if run.info.status == "FINISHED"]
+    finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
     if finished:
         return finished[0]
-    for run in runs:
-        if run.info.status == "RUNNING":
-            client.set_tag(run.info.run_id, "killed_reason", "interrupted; redone by a relaunch")
-            client.set_terminated(run.info.run_id, "KILLED")
+    for leftover in runs:
+        if leftover.info.status == "RUNNING":
+            reason = "interrupted; redone by a relaunch"
+            client.set_tag(leftover.info.run_id, "killed_reason", reason)
+            client.set_terminated(leftover.info.run_id, "KILLED")
     return None
 
 
@@ -162,6 +228,10 @@ def run_job(cfg: DictConfig) -> JobOutcome:
             print(f"skipped: this configuration already finished in MLflow run {previous}")
             return JobOutcome("skipped", previous, "already finished in an earlier launch")
         outcome = run(cfg, show_progress=False)
+    except KeyboardInterrupt:
+        if not _jobs_in_this_process():
+            raise  # another launcher's worker: its launching process owns the sweep
+        interrupt_sweep(cfg)
     except ConfigError as exc:
         print(f"mia-bench: error: {exc}", file=sys.stderr)
         return JobOutcome("failed", None, f"bad configuration: {exc}")
@@ -174,6 +244,62 @@ def run_job(cfg: DictConfig) -> JobOutcome:
     if outcome.failure:
         return JobOutcome("failed", outcome.run_id, outcome.failure)
     return JobOutcome("finished", outcome.run_id)
+
+
+def _jobs_in_this_process() -> bool:
+    """True when the sweep's jobs run in the launching process (Hydra's basic launcher)."""
+    return HydraConfig.get().launcher.get("_target_") == BASIC_LAUNCHER
+
+
+def kill_running_children(client: Any, experiment_id: str, parent: str, reason: str) -> list[str]:
+    """Mark KILLED every run under ``parent`` still RUNNING, and their RUNNING children."""
+    killed, queue = [], [parent]
+    while queue:
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`mlflow.parentRunId` = '{queue.pop()}' and attributes.status = 'RUNNING'"
+            ),
+        )
+        for child in runs:
+            client.set_tag(child.info.run_id, "killed_reason", reason)
+            client.set_terminated(child.info.run_id, "KILLED")
+            killed.append(child.info.run_id)
+            queue.append(child.info.run_id)
+    return killed
+
+
+def _sweep_outcomes(sweep_dir: Path) -> list[dict[str, Any]]:
+    return sorted(
+        (json.loads(path.read_text()) for path in sweep_dir.rglob(OUTCOME_FILE)),
+        key=lambda o: o["job"],
+    )
+
+
+def interrupt_sweep(cfg: DictConfig) -> NoReturn:
+    """Stop the sweep after Ctrl-C: runs KILLED, the summary so far, exit status 130.
+
+    Called from the job that was running (in the launching process). A second Ctrl-C is ignored
+    meanwhile, so that the bookkeeping is not cut short. Relaunching the same command resumes:
+    finished configurations are skipped, the interrupted one is redone.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    hydra = HydraConfig.get()
+    reason = "interrupted (Ctrl-C); relaunch the same command to resume"
+    record = {"job": int(hydra.job.num), "overrides": list(hydra.overrides.task)}
+    record.update(status="killed", run_id=None, reason=reason)
+    folder = Path(hydra.runtime.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / OUTCOME_FILE).write_text(json.dumps(record))
+    parent = current_parent_run() if cfg.tracking.enabled else None
+    if parent is not None:
+        client, experiment_id = open_store(cfg.tracking)
+        kill_running_children(client, experiment_id, parent, reason)
+        client.set_tag(parent, "killed_reason", reason)
+        client.set_terminated(parent, "KILLED")
+    print(format_outcomes(_sweep_outcomes(Path(hydra.sweep.dir)), parent), flush=True)
+    print(f"mia-bench: sweep interrupted at job #{record['job']}: {reason}", file=sys.stderr)
+    sys.exit(INTERRUPTED_STATUS)
 
 
 def _outcome_record(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
@@ -214,9 +340,8 @@ def _distinguishing(outcomes: list[dict[str, Any]]) -> list[str]:
 def format_outcomes(outcomes: list[dict[str, Any]], parent: str | None) -> str:
     """The end-of-sweep summary: a count line, then one line per job."""
     counts = Counter(o["status"] for o in outcomes)
-    head = f"sweep summary: {len(outcomes)} jobs, " + ", ".join(
-        f"{counts[s]} {s}" for s in STATUSES
-    )
+    shown = STATUSES + (("killed",) if counts["killed"] else ())
+    head = f"sweep summary: {len(outcomes)} jobs, " + ", ".join(f"{counts[s]} {s}" for s in shown)
     lines = [head + (f" (MLflow parent run {parent})" if parent else "")]
     for o, overrides in zip(outcomes, _distinguishing(outcomes), strict=True):
         reason = f"  {o['reason']}" if o["reason"] else ""
@@ -255,10 +380,7 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        outcomes = sorted(
-            (json.loads(path.read_text()) for path in sweep_dir.rglob(OUTCOME_FILE)),
-            key=lambda o: o["job"],
-        )
+        outcomes = _sweep_outcomes(sweep_dir)
         failed = sum(o["status"] == "failed" for o in outcomes)
         marker = sweep_dir / PARENT_RUN_FILE
         parent = marker.read_text().strip() if config.tracking.enabled and marker.exists() else None

@@ -6,6 +6,9 @@ from omegaconf import DictConfig
 
 from benchmark.errors import require
 
+#: The largest seed: scikit-learn's ``random_state`` (the pool/test split) is a 32-bit seed.
+MAX_SEED = 2**32 - 1
+
 
 def validate(cfg: DictConfig) -> None:
     """Check the bounds that types alone cannot express; raise :class:`ConfigError` on the first."""
@@ -30,6 +33,11 @@ def validate(cfg: DictConfig) -> None:
     require(t.lr > 0, f"training.lr must be positive (got {t.lr})")
     require(t.epochs >= 1, f"training.epochs must be >= 1 (got {t.epochs})")
     require(t.batch_size >= 1, f"training.batch_size must be >= 1 (got {t.batch_size})")
+    require(
+        0 <= t.momentum < 1,
+        f"training.momentum must be in [0, 1) (got {t.momentum}): it is the fraction of the "
+        "previous step that SGD keeps; 0.9 is usual",
+    )
     require(t.weight_decay >= 0, f"training.weight_decay must be >= 0 (got {t.weight_decay})")
     require(
         t.optimizer in ("sgd", "adam"),
@@ -40,4 +48,23 @@ def validate(cfg: DictConfig) -> None:
         f"training.device must be auto, cpu or cuda (got '{t.device}')",
     )
     require(cfg.seed >= 0, f"seed must be a non-negative integer (got {cfg.seed})")
+    require(
+        cfg.seed <= MAX_SEED,
+        f"seed must be at most 2**32-1={MAX_SEED} (got {cfg.seed}): scikit-learn's random_state, "
+        "which splits the data, takes 32-bit seeds",
+    )
     require(len(cfg.defense) > 0, "no defense selected: use defense=none for an undefended model")
+
+
+def check_batch_size(training: DictConfig, n_train: int) -> None:
+    """Refuse a batch larger than the ``n_train`` points each model trains on.
+
+    A larger batch would silently be the whole training set (full-batch training) while the
+    recorded ``training.batch_size`` said otherwise; asking for ``n_train`` says what runs.
+    """
+    require(
+        training.batch_size <= n_train,
+        f"training.batch_size={training.batch_size} exceeds the {n_train} points each model "
+        f"trains on (half the pool): set training.batch_size <= {n_train} "
+        f"({n_train} for full-batch training)",
+    )

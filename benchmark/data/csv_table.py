@@ -27,6 +27,8 @@ def _csv(cfg: DictConfig) -> RawDataset:
             f"set data.label_column to one of {header}"
         )
     label_at = header.index(cfg.label_column)
+    if not body:  # header only: no rows (not "rows of different lengths")
+        return RawDataset(np.zeros((0, len(header) - 1)), np.zeros(0), "tabular")
     try:
         table = np.array(body, dtype=np.float64)
     except ValueError as exc:

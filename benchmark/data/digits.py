@@ -13,4 +13,6 @@ from benchmark.data.pool import RawDataset, register_loader
 def _digits(cfg: DictConfig) -> RawDataset:
     """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes), shipped with sklearn."""
     digits = load_digits()
-    return RawDataset(digits.images[:, None, :, :].astype(np.float32), digits.target, "image")
+    return RawDataset(
+        digits.images[:, None, :, :].astype(np.float32), digits.target, "image", num_classes=10
+    )

@@ -23,4 +23,4 @@ def _synthetic(cfg: DictConfig) -> RawDataset:
     y = rng.integers(0, cfg.n_classes, size=n)
     flips = rng.random((n, cfg.n_features)) < cfg.flip_prob
     x = (prototypes[y] ^ flips).astype(np.float32)
-    return RawDataset(x, y, "tabular")
+    return RawDataset(x, y, "tabular", num_classes=cfg.n_classes)

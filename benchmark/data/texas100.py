@@ -19,4 +19,4 @@ def _texas100(cfg: DictConfig) -> RawDataset:
     y = comma_separated(folder / "labels", cfg).ravel()
     if len(x) != len(y):
         raise malformed(cfg, f"{len(x)} feature rows but {len(y)} labels")
-    return RawDataset(x, y - 1, "tabular")
+    return RawDataset(x, y - 1, "tabular", num_classes=100)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 import attacks  # noqa: F401  (registers the attacks)
 import defenses  # noqa: F401  (registers the defenses)
 from attacks.base import Attack, build_suite
-from benchmark.config.checks import validate
+from benchmark.config.checks import check_batch_size, validate
 from benchmark.config.compose import to_container
 from benchmark.data.pool import Pool, load_pool
 from benchmark.protocol.membership import Membership, make_membership
@@ -72,6 +72,7 @@ def prepare(cfg: DictConfig, show_progress: bool = True, pool: Pool | None = Non
     p = cfg.protocol
     membership = make_membership(len(pool), p.n_models, cfg.seed, p.n_targets, p.canaries)
     pool = mislabel_canaries(pool, membership, cfg.seed)
+    check_batch_size(cfg.training, n_train=len(pool) // 2)
     for defense in defense_list:
         defense.check(n_train=len(pool) // 2, num_classes=pool.num_classes)
     recipe = apply_recipes(defense_list, base_recipe(cfg))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from benchmark.config.schema import ModelConfig
+from benchmark.errors import require
 from benchmark.registry import Registry
 
 ModelBuilder = Callable[..., nn.Module]
@@ -34,3 +35,16 @@ MODEL_DEFAULTS = {
     for spec in dataclasses.fields(ModelConfig)
     if spec.name != "name"
 }
+
+
+def check_widths(key: str, widths: Sequence[int]) -> None:
+    """Refuse a layer of width < 1: a zero-width layer passes nothing on (the model is constant)."""
+    require(
+        all(w >= 1 for w in widths),
+        f"{key} must list layer widths >= 1 (got {list(widths)}); e.g. {key}=[256]",
+    )
+
+
+def check_dropout(dropout: float) -> None:
+    """Dropout is a probability of dropping a unit; 1 would drop every unit."""
+    require(0 <= dropout < 1, f"model.dropout must be in [0, 1) (got {dropout})")

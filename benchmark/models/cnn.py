@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from benchmark.errors import ConfigError
-from benchmark.models.base import register_model
+from benchmark.models.base import check_dropout, check_widths, register_model
 
 
 @register_model("cnn")
@@ -25,6 +25,8 @@ def cnn(
             f"model=cnn needs image data of shape [C, H, W] (got {tuple(input_shape)}): "
             "use model=mlp for tabular data"
         )
+    check_widths("model.channels", channels)
+    check_dropout(dropout)
     layers: list[nn.Module] = []
     width = input_shape[0]
     for out in channels:

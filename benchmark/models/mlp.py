@@ -7,7 +7,7 @@ from math import prod
 
 from torch import nn
 
-from benchmark.models.base import register_model
+from benchmark.models.base import check_dropout, check_widths, register_model
 
 
 @register_model("mlp")
@@ -19,7 +19,9 @@ def mlp(
     dropout: float,
     **_: object,
 ) -> nn.Module:
-    """A fully connected network with ReLU activations; images are flattened."""
+    """A fully connected network with ReLU activations; inputs of any shape are flattened."""
+    check_widths("model.hidden", hidden)
+    check_dropout(dropout)
     layers: list[nn.Module] = [nn.Flatten()]
     width = prod(input_shape)
     for size in hidden:

@@ -50,8 +50,8 @@ def balanced_matrix(n_models: int, n_points: int, rng: np.random.Generator) -> n
     order = np.argsort(rng.random((n_models, n_points)), axis=0)
     matrix = order < n_models // 2
     target = n_points / 2
+    sums = matrix.sum(axis=1)  # kept up to date by each swap: O(K + N) a step, not O(K N)
     while True:
-        sums = matrix.sum(axis=1)
         hi, lo = int(np.argmax(sums)), int(np.argmin(sums))
         if sums[hi] - target <= 0.5 and target - sums[lo] <= 0.5:
             return matrix
@@ -59,6 +59,26 @@ def balanced_matrix(n_models: int, n_points: int, rng: np.random.Generator) -> n
         n_swap = int(min((sums[hi] - sums[lo]) // 2, len(columns)))
         chosen = rng.choice(columns, size=n_swap, replace=False)
         matrix[hi, chosen], matrix[lo, chosen] = False, True
+        sums[hi] -= n_swap
+        sums[lo] += n_swap
+
+
+#: The most entries ``K * N`` the membership matrix may have. Drawing it takes 16 bytes an entry
+#: (a float64 draw and its int64 rank, :func:`balanced_matrix`): 2**26 entries are 1 GiB.
+MAX_MATRIX_ENTRIES = 2**26
+
+
+def check_size(n_models: int, n_points: int) -> None:
+    """Refuse a ``[K, N]`` matrix too large to draw, arithmetically, before allocating it."""
+    if n_models * n_points <= MAX_MATRIX_ENTRIES:
+        return
+    most = MAX_MATRIX_ENTRIES // n_points // 2 * 2
+    raise ConfigError(
+        f"protocol.n_models={n_models} with a pool of {n_points} points needs a membership "
+        f"matrix of {n_models * n_points:,} entries (K x N); at most {MAX_MATRIX_ENTRIES:,} are "
+        f"supported (drawing it takes 16 bytes an entry, 1 GiB at the limit): set "
+        f"protocol.n_models to at most {most}"
+    )
 
 
 def make_membership(
@@ -71,6 +91,7 @@ def make_membership(
     """Draw the membership matrix, per-model seeds, targets and canary flags from ``seed``."""
     if n_models < 2 or n_models % 2:
         raise ConfigError(f"protocol.n_models must be even and at least 2 (got {n_models})")
+    check_size(n_models, n_points)
     if n_canaries > n_points:
         raise ConfigError(f"protocol.canaries={n_canaries} exceeds the pool size {n_points}")
     rng = np.random.default_rng([seed, 0x6D656D])

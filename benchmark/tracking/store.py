@@ -1,13 +1,19 @@
 """The MLflow store: checked before training, opened once, and the sweep's parent run marker.
 
-The store and experiment are created before a sweep's parallel jobs start
-(:class:`benchmark.cli.sweep.SweepCallback`): concurrent first use of a fresh SQLite store races
-in MLflow's schema migration.
+Concurrent first use of a fresh SQLite store races in MLflow's schema migration (two processes
+both see no tables and both create them; one fails), and two processes may both find no
+experiment and both create it. :func:`open_store` therefore holds an exclusive ``fcntl.flock`` on
+a lock file beside the database while it opens the store and finds or creates the experiment, so
+that whatever launches at the same moment (two shells, a sweep's parallel jobs) one process
+migrates and the others wait, then find the migrated store.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -48,11 +54,42 @@ def check_store(tracking: DictConfig) -> None:
             )
 
 
+def lock_path(db: Path) -> Path:
+    """The lock file beside SQLite database ``db`` (left in place: removing it would race)."""
+    return db.with_name(db.name + ".lock")
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock across processes on the SQLite store ``uri`` (no-op otherwise).
+
+    ``flock`` is released by the kernel when the holder dies, so a killed process never leaves
+    the store locked.
+    """
+    db = sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path(db), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def open_store(tracking: DictConfig) -> tuple[MlflowClient, str]:
-    """The MLflow client and the experiment id, creating the store and experiment if needed."""
-    db = sqlite_path(tracking.uri)
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+    """The MLflow client and the experiment id, creating the store and experiment if needed.
+
+    Runs under :func:`store_lock`: a fresh store is migrated, and the experiment created, by
+    exactly one of the processes that open it at the same moment.
+    """
+    with store_lock(tracking.uri):
+        return _open_store(tracking)
+
+
+def _open_store(tracking: DictConfig) -> tuple[MlflowClient, str]:
     client = MlflowClient(tracking_uri=tracking.uri)
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
