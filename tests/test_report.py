@@ -14,8 +14,10 @@ from benchmark.cli.job import write_views
 from benchmark.config.compose import to_container
 from benchmark.errors import ConfigError
 from benchmark.evaluation.audit import VIOLATION_TAG
+from benchmark.evaluation.metrics import Interval
 from benchmark.experiment.execute import execute
 from benchmark.experiment.plan import prepare
+from benchmark.experiment.results import ExperimentResult
 from benchmark.reporting.cli import main
 from benchmark.reporting.document import inline_html, latex_escape
 from benchmark.reporting.figures import pareto_front
@@ -24,7 +26,7 @@ from benchmark.reporting.queries import open_client, select_runs
 from benchmark.reporting.report import build_report
 from benchmark.reporting.runs import ConfigRun, defense_family, merge_reruns
 from benchmark.reporting.sections import comparability_warning
-from benchmark.reporting.summary import format_summary
+from benchmark.reporting.summary import format_summary, strongest_attack
 from benchmark.tracking.params import config_hash, flatten
 from benchmark.tracking.record import record, record_failure
 from defenses.base import DEFENSES
@@ -41,6 +43,7 @@ class Store:
     failed: str
     sweep: str
     rerun: str  # an identical, later rerun of "topk" (same config hash)
+    results: dict[str, ExperimentResult]
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +58,12 @@ def store(tmp_path_factory) -> Store:
         "weight_decay": ([*OVERFIT[len(FAST) :], "defense=weight_decay"], [1e-3] * 4),
         "topk": (["defense=topk", "defense.topk.k=2"], [50.0] * 4),
     }
-    runs = {}
+    runs, results = {}, {}
     for name, (overrides, epsilons) in configurations.items():
         cfg = compose_config([*FAST, *overrides], root)
         result = execute(prepare(cfg, show_progress=False))
         result.epsilons = epsilons
+        results[name] = result
         summary = format_summary(result)
         runs[name] = record(
             result, cfg.tracking, lambda folder, r=result, t=summary: write_views(r, t, folder)
@@ -76,7 +80,7 @@ def store(tmp_path_factory) -> Store:
     ).info.run_id
     for name in ("none", "weight_decay"):
         client.set_tag(runs[name], "mlflow.parentRunId", sweep)
-    return Store(failed_cfg.tracking.uri, runs, failed, sweep, rerun)
+    return Store(failed_cfg.tracking.uri, runs, failed, sweep, rerun, results)
 
 
 @pytest.fixture(scope="module")
@@ -349,3 +353,51 @@ def test_commands_rebuild_tricky_configurations(overrides):
 def test_document_escaping():
     assert latex_escape("weight_decay & 5% {x}") == r"weight\_decay \& 5\% \{x\}"
     assert inline_html("`a<b` and **c**") == "<code>a&lt;b</code> and <strong>c</strong>"
+
+
+@pytest.mark.slow
+def test_summary_bottom_line_names_the_strongest_attack_and_the_next_step(store):
+    result = store.results["none"]
+    summary = result.summary()
+    tprs = {
+        a.name: summary[f"privacy/{a.name}/tpr_at_fpr_0.001"].mean
+        for a in result.attacks
+        if a.evaluations
+    }
+    best = max(tprs.values())
+    text = format_summary(result, run_id=store.runs["none"])
+    bottom = text.split("**Bottom line:**")[1].split("\n")[0]
+    named = bottom.split("the strongest attack is ")[1].split(":")[0]
+    assert tprs[named] == best
+    if best > 0.001:
+        assert f"{best / 0.001:.0f}x chance" in bottom
+    signals = result.signals
+    n_out = min(int((~signals.membership[k] & ~signals.canary).sum()) for k in signals.targets)
+    assert n_out < 1000  # FAST's pool: a TPR at 0.1% FPR allows no false positive
+    assert "not one false positive is allowed" in text
+    assert f"mia-report {store.runs['none']}" in text and "mlflow ui --backend-store-uri" in text
+    assert "**Next:**" not in format_summary(result)  # no run id, no next step
+
+
+@dataclass
+class _Attack:
+    name: str
+    evaluations: dict
+
+
+@dataclass
+class _Result:
+    attacks: list
+
+
+def test_strongest_attack_breaks_ties_by_auc():
+    def one(tpr, auc):
+        return {"tpr_at_fpr_0.001": Interval(tpr, tpr, tpr), "auc": Interval(auc, auc, auc)}
+
+    summary = {}
+    for name, tpr, auc in (("a", 0.01, 0.6), ("b", 0.01, 0.7), ("c", 0.005, 0.9)):
+        summary.update({f"privacy/{name}/{k}": v for k, v in one(tpr, auc).items()})
+    attacks = [_Attack("a", {"privacy": [1]}), _Attack("b", {"privacy": [1]})]
+    attacks += [_Attack("c", {"privacy": [1]}), _Attack("n/a", {})]
+    assert strongest_attack(_Result(attacks), summary) == "b"
+    assert strongest_attack(_Result([_Attack("n/a", {})]), summary) is None
