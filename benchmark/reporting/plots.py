@@ -230,7 +230,7 @@ def _annotate(ax: plt.Axes, xy: Sequence[tuple[float, float]], labels: Sequence[
         [(0.65 * _LABEL_FONTSIZE * len(label), 1.3 * _LABEL_FONTSIZE) for label in labels]
     )
     offsets = [(dx * points_to_px, dy * points_to_px) for dx, dy in _LABEL_OFFSETS]
-    placed = place_labels(anchors, sizes * points_to_px, offsets, 10 * points_to_px)
+    placed = place_labels(anchors, sizes * points_to_px, offsets, 14 * points_to_px)
     for (x, y), label, (dx, dy) in zip(xy, labels, placed, strict=True):
         ax.annotate(
             label,
@@ -295,13 +295,16 @@ def plot_epsilons(
         [a.high if not np.isnan(a.high) else a.mean for a in accountant]
         + [e.high if not np.isnan(e.high) else e.mean for e in empirical]
     )
-    top = 1.3 * top if top > 0 else 1.0
-    ax.plot([0, top], [0, top], ls="--", color="grey", lw=1, label="empirical = accountant")
+    top = 2 * top if top > 0 else 1.0  # a factor of 2 is a margin on the log part
+    bottom = -0.1 * EPS_LINEAR_BELOW  # zeros sit inside the axes, not on their edge
+    ax.plot(
+        [bottom, top], [bottom, top], ls="--", color="grey", lw=1, label="empirical = accountant"
+    )
     # Symmetric log: accountant epsilons span 0.1 to 100 while empirical bounds sit near 0-3, so
     # a linear axis squeezes them together; linear below 1 keeps exact zeros on the axis.
     ax.set_xscale("symlog", linthresh=EPS_LINEAR_BELOW)
     ax.set_yscale("symlog", linthresh=EPS_LINEAR_BELOW)
-    ax.set(xlim=(0, top), ylim=(0, top))
+    ax.set(xlim=(bottom, top), ylim=(bottom, top))
     ax.set(
         xlabel="accountant epsilon (DP-SGD, upper bound)",
         ylabel="empirical epsilon lower bound (largest over attacks)",
