@@ -14,21 +14,22 @@ from benchmark.cli.job import write_views
 from benchmark.config.compose import to_container
 from benchmark.errors import ConfigError
 from benchmark.evaluation.audit import VIOLATION_TAG
+from benchmark.evaluation.metrics import Interval
 from benchmark.experiment.execute import execute
 from benchmark.experiment.plan import prepare
+from benchmark.experiment.results import ExperimentResult
+from benchmark.reporting.cli import main
 from benchmark.reporting.document import inline_html, latex_escape
+from benchmark.reporting.figures import pareto_front
 from benchmark.reporting.provenance import reproduce_command
-from benchmark.reporting.report import (
-    build_report,
-    defense_family,
-    main,
-    open_client,
-    pareto_front,
-    select_runs,
-)
-from benchmark.reporting.summary import format_summary
+from benchmark.reporting.queries import open_client, select_runs
+from benchmark.reporting.report import build_report
+from benchmark.reporting.runs import ConfigRun, defense_family, merge_reruns
+from benchmark.reporting.sections import comparability_warning
+from benchmark.reporting.summary import format_summary, strongest_attack
 from benchmark.tracking.params import config_hash, flatten
 from benchmark.tracking.record import record, record_failure
+from defenses.base import DEFENSES
 from tests.conftest import FAST, compose_config
 from tests.test_audit_run import OVERFIT
 
@@ -41,6 +42,8 @@ class Store:
     runs: dict[str, str]  # configuration name -> run id
     failed: str
     sweep: str
+    rerun: str  # an identical, later rerun of "topk" (same config hash)
+    results: dict[str, ExperimentResult]
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +58,17 @@ def store(tmp_path_factory) -> Store:
         "weight_decay": ([*OVERFIT[len(FAST) :], "defense=weight_decay"], [1e-3] * 4),
         "topk": (["defense=topk", "defense.topk.k=2"], [50.0] * 4),
     }
-    runs = {}
+    runs, results = {}, {}
     for name, (overrides, epsilons) in configurations.items():
         cfg = compose_config([*FAST, *overrides], root)
         result = execute(prepare(cfg, show_progress=False))
         result.epsilons = epsilons
+        results[name] = result
         summary = format_summary(result)
         runs[name] = record(
             result, cfg.tracking, lambda folder, r=result, t=summary: write_views(r, t, folder)
         )
+    rerun = record(result, cfg.tracking)  # "topk" again: same config, same hash, a new run
     failed_cfg = compose_config([*FAST, "training.lr=1e6"], root)
     failed = record_failure(
         failed_cfg.tracking, to_container(failed_cfg), "training diverged: loss became nan"
@@ -75,7 +80,7 @@ def store(tmp_path_factory) -> Store:
     ).info.run_id
     for name in ("none", "weight_decay"):
         client.set_tag(runs[name], "mlflow.parentRunId", sweep)
-    return Store(failed_cfg.tracking.uri, runs, failed, sweep)
+    return Store(failed_cfg.tracking.uri, runs, failed, sweep, rerun, results)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +149,9 @@ def test_csv_round_trips_mlflow_metrics_exactly(report, store):
     client = MlflowClient(store.uri)
     with report.csv.open() as handle:
         rows = list(csv.DictReader(handle))
-    assert {row["run_id"] for row in rows} == {*store.runs.values(), store.failed}
+    # topk's identical rerun stands for it (the latest run of its config hash).
+    reported = {store.runs["none"], store.runs["weight_decay"], store.rerun, store.failed}
+    assert {row["run_id"] for row in rows} == reported
     for row in rows:
         metrics = client.get_run(row["run_id"]).data.metrics
         cells = {k[len("metrics.") :]: v for k, v in row.items() if k.startswith("metrics.") and v}
@@ -153,10 +160,21 @@ def test_csv_round_trips_mlflow_metrics_exactly(report, store):
             assert float(cells[key]) == value, key  # exact, not approximately
         assert row["tags.config_hash"] == client.get_run(row["run_id"]).data.tags["config_hash"]
     by_id = {row["run_id"]: row for row in rows}
-    assert by_id[store.runs["topk"]]["params.defense.topk.k"] == "2"
+    assert by_id[store.rerun]["params.defense.topk.k"] == "2"
+    assert by_id[store.rerun]["reruns"] == store.runs["topk"]
     assert by_id[store.failed]["status"] == "FAILED"
-    assert by_id[store.runs["topk"]]["metrics.privacy/lira_online/eps_lb_ci_low"]
-    assert by_id[store.runs["topk"]]["metrics.dp/epsilon"] == "50.0"
+    assert by_id[store.rerun]["metrics.privacy/lira_online/eps_lb_ci_low"]
+    assert by_id[store.rerun]["metrics.dp/epsilon"] == "50.0"
+
+
+@pytest.mark.slow
+def test_report_says_which_runs_a_sweep_made_and_merges_reruns(report, store):
+    text = report.markdown.read_text()
+    assert "2 of the 4 configuration runs were produced by `mia-bench -m" in text
+    assert "the other 2 are single runs" in text
+    assert "1 identical rerun(s) merged by config hash" in text
+    assert f"also run as `{store.runs['topk']}`" in text
+    assert "not directly comparable" not in text  # one n_models, dataset, model and suite
 
 
 @pytest.mark.slow
@@ -262,14 +280,59 @@ def test_cli_reports_a_sweep_and_explains_itself(store, tmp_path, capsys):
         assert word in help_text
 
 
-def test_pareto_front_and_families():
+def test_pareto_front():
     # (leakage, accuracy): b dominates a; c trades accuracy for privacy; d is dominated by c.
     assert pareto_front([0.5, 0.4, 0.01, 0.02], [0.9, 0.95, 0.7, 0.6]) == [1, 2]
+
+
+def test_families_come_from_each_defense_class(monkeypatch):
+    # The values are the classes' own attribute: set here so the test holds whatever they are.
+    for name, family in (
+        ("none", "none"),
+        ("weight_decay", "regularisation"),
+        ("topk", "truncation"),
+        ("dpsgd", "dp"),
+        ("rounding", "truncation"),
+    ):
+        monkeypatch.setattr(DEFENSES.lookup(name), "family", family)
     assert defense_family("none") == "none"
     assert defense_family("weight_decay") == "regularisation"
     assert defense_family("dpsgd+topk") == "composed"
     assert defense_family("none+topk") == "truncation"
+    assert defense_family("topk+rounding") == "truncation"
     assert defense_family("something_new") == "other"
+    monkeypatch.setattr(DEFENSES.lookup("weight_decay"), "family", "brand_new")
+    assert defense_family("weight_decay") == "brand_new"
+
+
+def _run(
+    run_id: str, start: int, config_hash: str, status: str = "FINISHED", **params
+) -> ConfigRun:
+    tags = {"config_hash": config_hash, "defense": "none"}
+    return ConfigRun(run_id, status, start, dict(params), tags, {})
+
+
+def test_reruns_with_one_config_hash_are_one_configuration():
+    runs = [
+        _run("a", 1, "h1"),
+        _run("b", 2, "h2"),
+        _run("c", 3, "h1"),
+        _run("d", 4, "h1", "FAILED"),
+    ]
+    merged = merge_reruns(runs)
+    assert [r.run_id for r in merged] == ["b", "c", "d"]  # the latest of each, failures apart
+    assert merged[1].reruns == ["a"] and merged[0].reruns == [] and merged[2].reruns == []
+
+
+def test_different_n_models_are_flagged_as_not_comparable():
+    runs = [_run("a", 1, "h1", **{"protocol.n_models": "4"}), _run("b", 2, "h2")]
+    runs[1].params["protocol.n_models"] = "16"
+    runs[0].key, runs[1].key = "C1", "C2"
+    (warning,) = comparability_warning(runs)
+    assert "protocol.n_models" in warning.text and "4: C1" in warning.text
+    assert "16: C2" in warning.text
+    runs[1].params["protocol.n_models"] = "4"
+    assert comparability_warning(runs) == []
 
 
 @pytest.mark.parametrize(
@@ -290,3 +353,51 @@ def test_commands_rebuild_tricky_configurations(overrides):
 def test_document_escaping():
     assert latex_escape("weight_decay & 5% {x}") == r"weight\_decay \& 5\% \{x\}"
     assert inline_html("`a<b` and **c**") == "<code>a&lt;b</code> and <strong>c</strong>"
+
+
+@pytest.mark.slow
+def test_summary_bottom_line_names_the_strongest_attack_and_the_next_step(store):
+    result = store.results["none"]
+    summary = result.summary()
+    tprs = {
+        a.name: summary[f"privacy/{a.name}/tpr_at_fpr_0.001"].mean
+        for a in result.attacks
+        if a.evaluations
+    }
+    best = max(tprs.values())
+    text = format_summary(result, run_id=store.runs["none"])
+    bottom = text.split("**Bottom line:**")[1].split("\n")[0]
+    named = bottom.split("the strongest attack is ")[1].split(":")[0]
+    assert tprs[named] == best
+    if best > 0.001:
+        assert f"{best / 0.001:.0f}x chance" in bottom
+    signals = result.signals
+    n_out = min(int((~signals.membership[k] & ~signals.canary).sum()) for k in signals.targets)
+    assert n_out < 1000  # FAST's pool: a TPR at 0.1% FPR allows no false positive
+    assert "not one false positive is allowed" in text
+    assert f"mia-report {store.runs['none']}" in text and "mlflow ui --backend-store-uri" in text
+    assert "**Next:**" not in format_summary(result)  # no run id, no next step
+
+
+@dataclass
+class _Attack:
+    name: str
+    evaluations: dict
+
+
+@dataclass
+class _Result:
+    attacks: list
+
+
+def test_strongest_attack_breaks_ties_by_auc():
+    def one(tpr, auc):
+        return {"tpr_at_fpr_0.001": Interval(tpr, tpr, tpr), "auc": Interval(auc, auc, auc)}
+
+    summary = {}
+    for name, tpr, auc in (("a", 0.01, 0.6), ("b", 0.01, 0.7), ("c", 0.005, 0.9)):
+        summary.update({f"privacy/{name}/{k}": v for k, v in one(tpr, auc).items()})
+    attacks = [_Attack("a", {"privacy": [1]}), _Attack("b", {"privacy": [1]})]
+    attacks += [_Attack("c", {"privacy": [1]}), _Attack("n/a", {})]
+    assert strongest_attack(_Result(attacks), summary) == "b"
+    assert strongest_attack(_Result([_Attack("n/a", {})]), summary) is None

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from attacks.base import attacker_view, build_attack, memoise_query
 from benchmark.config.compose import compose_config
+from benchmark.evaluation.keys import AUC, HEADLINE, POPULATION, privacy_key, tpr_at
 from benchmark.evaluation.metrics import Interval, evaluate, mean_interval
 from benchmark.experiment.execute import execute
 from benchmark.experiment.plan import prepare
@@ -33,7 +34,7 @@ from benchmark.release.api import Release
 from benchmark.signals.compute import compute_signals
 from benchmark.training.engines import train
 
-METRICS = (("AUC", "auc"), ("TPR@0.1%FPR", "tpr_at_fpr_0.001"), ("TPR@1%FPR", "tpr_at_fpr_0.01"))
+METRICS = (("AUC", AUC), ("TPR@0.1%FPR", HEADLINE), ("TPR@1%FPR", tpr_at(0.01)))
 SHADOW_ATTACKS = ("lira_online", "lira_offline", "rmia", "rmia_offline")
 
 
@@ -48,15 +49,16 @@ def suite_table(result: ExperimentResult) -> tuple[list[str], dict[str, Interval
         if attack.not_applicable:
             lines.append(f"| {attack.name} | not applicable: {attack.not_applicable} | | |")
             continue
-        cells = [str(summary[f"privacy/{attack.name}/{key}"]) for _, key in METRICS]
+        cells = [str(summary[privacy_key(POPULATION, attack.name, key)]) for _, key in METRICS]
         lines.append(f"| {attack.name} | " + " | ".join(cells) + " |")
     return lines, summary
 
 
 def loss_ratio(result: ExperimentResult, summary: dict[str, Interval]) -> str:
-    key = "tpr_at_fpr_0.001"
     tprs = {
-        a.name: summary[f"privacy/{a.name}/{key}"].mean for a in result.attacks if a.evaluations
+        a.name: summary[privacy_key(POPULATION, a.name, HEADLINE)].mean
+        for a in result.attacks
+        if a.evaluations
     }
     strongest = max(tprs, key=tprs.get)
     ratio = tprs[strongest] / tprs["loss"] if tprs["loss"] > 0 else float("inf")

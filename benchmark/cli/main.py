@@ -26,7 +26,7 @@ from benchmark.cli.preflight import check_command_line
 from benchmark.cli.sweep import in_sweep, run_job
 from benchmark.config.compose import CONFIG_DIR
 from benchmark.errors import ConfigError
-from benchmark.reporting.report import main as report
+from benchmark.reporting.cli import main as report
 
 
 def _ui_hint(cfg: DictConfig, run_id: str | None) -> str:

@@ -32,10 +32,11 @@ function of the shadows alone. This does not bias ``k``'s bound: the threshold i
 symmetric statistic over ``(T-1) * N`` shadow scores in which any single point of ``k`` enters
 only as one of ``K-2`` reference observations; and it uses no information beyond what the attacker
 of ``k`` already holds (every row but ``k``'s, from which the balanced design fixes ``k``'s row,
-see :mod:`benchmark.protocol.membership`). Removing the dependence entirely would mean rescoring every shadow
-without ``k``, ``T(T-1)`` attack runs instead of ``T``. With a single target there are no other
-targets: the threshold is chosen on its even-indexed points and the bound evaluated on its
-odd-indexed points (the pool order is already a seeded random permutation), halving the sample.
+see :mod:`benchmark.protocol.membership`). Removing the dependence entirely would mean
+rescoring every shadow without ``k``, ``T(T-1)`` attack runs instead of ``T``. With a single
+target there are no other targets: the threshold is chosen on its even-indexed points and the
+bound evaluated on its odd-indexed points (the pool order is already a seeded random
+permutation), halving the sample.
 
 **What it assumes.** Points of one target are treated as independent trials, as in per-target
 MIA evaluations and one-run audits (Steinke, Nasr & Jagielski 2023, "Privacy Auditing with One (1)
@@ -57,6 +58,8 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from benchmark.evaluation.keys import DP_EPSILON, EPS_LB
 
 #: delta used when no selected defense declares one (DP-SGD's default; below 1/N for N < 1e5).
 DEFAULT_DELTA = 1e-5
@@ -223,17 +226,17 @@ def accountant_violations(
     with the positions of the targets where it does. Empty without an accountant epsilon."""
     violations: dict[str, list[int]] = {}
     for position, metrics in enumerate(per_target):
-        epsilon = metrics.get("dp/epsilon")
+        epsilon = metrics.get(DP_EPSILON)
         if epsilon is None or not np.isfinite(epsilon):
             continue
         for key, value in metrics.items():
-            if key.endswith("/eps_lb") and value > epsilon + tolerance:
-                violations.setdefault(key[: -len("/eps_lb")], []).append(position)
+            if key.endswith(f"/{EPS_LB}") and value > epsilon + tolerance:
+                violations.setdefault(key[: -len(f"/{EPS_LB}")], []).append(position)
     return violations
 
 
 #: Run tag set whenever an accountant epsilon exists: "true" when some bound exceeds it.
-VIOLATION_TAG = "audit/eps_lb_exceeds_accountant"
+VIOLATION_TAG = f"audit/{EPS_LB}_exceeds_accountant"
 
 
 def violation_tags(violations: Mapping[str, Sequence[int]], has_accountant: bool) -> dict[str, str]:

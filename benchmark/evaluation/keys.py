@@ -31,6 +31,8 @@ HEADLINE_FPR = 0.001
 EPS_LB = "eps_lb"
 #: The suffixes of a configuration's interval around a mean.
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
+#: Run tags: ``not_applicable/<attack>`` holds why an attack did not apply.
+NOT_APPLICABLE = "not_applicable"
 
 
 def tpr_at(level: float) -> str:
@@ -48,6 +50,10 @@ def utility_key(metric: str) -> str:
 
 def privacy_key(group: str, attack: str, metric: str) -> str:
     return f"{group}/{attack}/{metric}"
+
+
+def not_applicable_tag(attack: str) -> str:
+    return f"{NOT_APPLICABLE}/{attack}"
 
 
 def interval_keys(key: str) -> tuple[str, str]:

@@ -1,51 +1,170 @@
-"""The end-of-run summary table, printed on screen and saved with the run."""
+"""The end-of-run summary printed on screen and saved with the run: the tables, then a bottom
+line a newcomer can act on (which attack leaks most, how far above chance, how much to trust
+it, what to open next)."""
 
 from __future__ import annotations
 
+import shlex
+
+import numpy as np
+
+from benchmark.config.schema import TrackingConfig
+from benchmark.evaluation.keys import (
+    AUC,
+    CANARY,
+    DP_EPSILON,
+    EPS_LB,
+    HEADLINE,
+    HEADLINE_FPR,
+    POPULATION,
+    UTILITY_METRICS,
+    privacy_key,
+    tpr_at,
+    utility_key,
+)
+from benchmark.evaluation.metrics import Interval
 from benchmark.experiment.results import ExperimentResult
 
 COLUMNS = (
-    ("AUC", "auc"),
-    ("TPR@0.1%FPR", "tpr_at_fpr_0.001"),
-    ("TPR@1%FPR", "tpr_at_fpr_0.01"),
-    ("ε lower bound", "eps_lb"),
+    ("AUC", AUC),
+    ("TPR@0.1%FPR", HEADLINE),
+    ("TPR@1%FPR", tpr_at(0.01)),
+    ("ε lower bound", EPS_LB),
 )
+#: Fewer targets than this leave wide Student-t intervals (t_{0.975, 3} = 3.2 vs 1.96).
+FEW_TARGETS = 5
+#: Fewer models than this leave LiRA and RMIA few shadows (Carlini et al. 2022 use 64+).
+FEW_MODELS = 16
 
 
-def format_summary(result: ExperimentResult) -> str:
-    """A Markdown table: utility, then each attack's AUC and low-FPR TPRs (mean [95% CI])."""
-    config = result.plan.config
+def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
+    """Markdown tables (utility; each attack's AUC and low-FPR TPRs, mean [95% CI]), then the
+    bottom line; with ``run_id``, the commands to look further."""
     summary = result.summary()
-    n_models = config["protocol"]["n_models"]
-    lines = [
-        f"## {config['data']['name']} · {config['model']['name']} · "
-        f"defense={'+'.join(config['defense'])} · {n_models} models, "
-        f"{len(result.targets)} targets · seed {config['seed']} · "
-        f"suite {config['attacks']['version']}"
-        + ("" if config["attacker"]["knows_defense"] else " · naive attacker (undefended shadows)"),
-        "",
-        "| utility | test acc | train acc | gap |" + (" DP ε |" if result.epsilons else ""),
-        "|---|---|---|---|" + ("---|" if result.epsilons else ""),
-        "| released output | "
-        + " | ".join(str(summary[f"utility/{k}"]) for k in ("test_acc", "train_acc", "gap"))
-        + " |"
-        + (f" {summary['dp/epsilon']} |" if result.epsilons else ""),
-    ]
-    groups = ["privacy"] + (["privacy_canary"] if result.signals.canary.any() else [])
+    lines = [_title(result), "", *_utility(result, summary)]
+    groups = [POPULATION] + ([CANARY] if result.signals.canary.any() else [])
     for group in groups:
-        title = "attack" if group == "privacy" else "attack (canaries)"
-        lines += ["", f"| {title} | " + " | ".join(c for c, _ in COLUMNS) + " |"]
-        lines.append("|---" * (len(COLUMNS) + 1) + "|")
-        for attack in result.attacks:
-            if attack.not_applicable:
-                cells = [f"not applicable: {attack.not_applicable}"] + [""] * (len(COLUMNS) - 1)
-            else:
-                cells = [str(summary[f"{group}/{attack.name}/{key}"]) for _, key in COLUMNS]
-            lines.append(f"| {attack.name} | " + " | ".join(cells) + " |")
+        lines += ["", *_attack_table(result, summary, group)]
     lines += [
         "",
         "Values are means over targets with 95% Student-t intervals over targets. The epsilon "
         "lower bound is each target's 95% Clopper-Pearson bound at the threshold chosen on the "
-        "other targets (benchmark/audit.py).",
+        "other targets (benchmark/evaluation/audit.py).",
+        "",
+        bottom_line(result, summary),
+        *_warnings(result),
     ]
+    if run_id is not None:
+        lines += ["", next_step(result, run_id)]
     return "\n".join(lines)
+
+
+def _title(result: ExperimentResult) -> str:
+    config = result.plan.config
+    return (
+        f"## {config['data']['name']} · {config['model']['name']} · "
+        f"defense={'+'.join(config['defense'])} · {config['protocol']['n_models']} models, "
+        f"{len(result.targets)} targets · seed {config['seed']} · "
+        f"suite {config['attacks']['version']}"
+        + ("" if config["attacker"]["knows_defense"] else " · naive attacker (undefended shadows)")
+    )
+
+
+def _utility(result: ExperimentResult, summary: dict[str, Interval]) -> list[str]:
+    dp = bool(result.epsilons)
+    return [
+        "| utility | test acc | train acc | gap |" + (" DP ε |" if dp else ""),
+        "|---|---|---|---|" + ("---|" if dp else ""),
+        "| released output | "
+        + " | ".join(str(summary[utility_key(k)]) for k in UTILITY_METRICS)
+        + " |"
+        + (f" {summary[DP_EPSILON]} |" if dp else ""),
+    ]
+
+
+def _attack_table(result: ExperimentResult, summary: dict[str, Interval], group: str) -> list[str]:
+    title = "attack" if group == POPULATION else "attack (canaries)"
+    lines = [f"| {title} | " + " | ".join(c for c, _ in COLUMNS) + " |"]
+    lines.append("|---" * (len(COLUMNS) + 1) + "|")
+    for attack in result.attacks:
+        if attack.not_applicable:
+            cells = [f"not applicable: {attack.not_applicable}"] + [""] * (len(COLUMNS) - 1)
+        else:
+            cells = [str(summary[privacy_key(group, attack.name, key)]) for _, key in COLUMNS]
+        lines.append(f"| {attack.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def strongest_attack(result: ExperimentResult, summary: dict[str, Interval]) -> str | None:
+    """The applicable attack with the highest mean TPR at the headline FPR (ties: higher AUC)."""
+    names = [a.name for a in result.attacks if a.evaluations]
+    if not names:
+        return None
+    return max(
+        names,
+        key=lambda n: (
+            summary[privacy_key(POPULATION, n, HEADLINE)].mean,
+            summary[privacy_key(POPULATION, n, AUC)].mean,
+        ),
+    )
+
+
+def bottom_line(result: ExperimentResult, summary: dict[str, Interval]) -> str:
+    """Which attack leaks most at 0.1% FPR, how far above chance (TPR = FPR), and what it means."""
+    name = strongest_attack(result, summary)
+    if name is None:
+        return "**Bottom line:** no attack of the suite applies to this release."
+    tpr = summary[privacy_key(POPULATION, name, HEADLINE)]
+    auc = summary[privacy_key(POPULATION, name, AUC)].mean
+    level = f"{HEADLINE_FPR:.1%} FPR"
+    head = f"**Bottom line:** the strongest attack is {name}: TPR {tpr} at {level}, AUC {auc:.3g}"
+    if tpr.mean <= HEADLINE_FPR:
+        return f"{head}, no better than chance (TPR = FPR): no measurable leakage at {level}."
+    ratio = tpr.mean / HEADLINE_FPR
+    meaning = (
+        f" Flagging only 1 in {round(1 / HEADLINE_FPR):,} non-members by mistake, it finds "
+        f"{tpr.mean:.1%} of the training members."
+    )
+    if not np.isnan(tpr.low) and tpr.low <= HEADLINE_FPR:
+        return f"{head}, {ratio:.0f}x chance, but its interval reaches chance.{meaning}"
+    return f"{head}, {ratio:.0f}x chance (TPR = FPR).{meaning}"
+
+
+def _warnings(result: ExperimentResult) -> list[str]:
+    """Why the numbers above may be weak: few non-members, targets or models."""
+    signals = result.signals
+    population = ~signals.canary
+    non_members = min(int((~signals.membership[k] & population).sum()) for k in signals.targets)
+    n_targets, n_models = len(signals.targets), result.plan.config["protocol"]["n_models"]
+    found = []
+    if non_members and 1 / non_members > HEADLINE_FPR:
+        found.append(
+            f"each target has only {non_members} non-members, so at {HEADLINE_FPR:.1%} FPR not "
+            f"one false positive is allowed (one is {1 / non_members:.2%}): TPR@0.1%FPR is the "
+            "TPR at zero false positives and varies a lot; a larger pool measures it properly"
+        )
+    if n_targets < FEW_TARGETS:
+        found.append(
+            f"{n_targets} target(s): the intervals over targets are wide"
+            + (" (none from a single target)" if n_targets == 1 else "")
+        )
+    if n_models < FEW_MODELS:
+        found.append(
+            f"{n_models} models: shadow-model attacks (LiRA, RMIA) have at most {n_models - 1} "
+            "shadows each and are weaker than with 64"
+        )
+    return ["", "**Caution:** " + "; ".join(found) + "."] if found else []
+
+
+def next_step(result: ExperimentResult, run_id: str) -> str:
+    """Where the run is and the commands that show more of it."""
+    tracking = result.plan.config.get("tracking") or {}
+    uri = tracking.get("uri", TrackingConfig.uri)
+    report = ["mia-report", run_id, "--out", f"results/report-{run_id[:8]}"]
+    if uri != TrackingConfig.uri:
+        report[2:2] = ["--tracking-uri", uri]
+    return (
+        f"**Next:** `mlflow ui --backend-store-uri {uri}` shows run {run_id} with its artifacts "
+        f"(summary.md, roc.png, scores.npz, signals.npz, metrics.csv); "
+        f"`{shlex.join(report)}` writes its full report."
+    )

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.evaluation.audit import violation_tags
-from benchmark.evaluation.keys import interval_keys
+from benchmark.evaluation.keys import interval_keys, not_applicable_tag
 from benchmark.experiment.results import ExperimentResult
 from benchmark.tracking.params import flatten, reproducibility_tags, run_name
 from benchmark.tracking.store import current_parent_run, open_store
@@ -100,7 +100,7 @@ def record(
     client, experiment_id = open_store(tracking)
     run_id = _start_run(client, experiment_id, config, current_parent_run())
     summary = configuration_metrics(result)
-    not_applicable = {f"not_applicable/{k}": v for k, v in result.not_applicable().items()}
+    not_applicable = {not_applicable_tag(k): v for k, v in result.not_applicable().items()}
     audit = violation_tags(result.accountant_violations(), result.epsilons is not None)
     _log(client, run_id, metrics=summary, tags={**not_applicable, **audit, "device": result.device})
     for position, k in enumerate(result.targets):
