@@ -8,7 +8,7 @@ from hydra import compose as hydra_compose
 from omegaconf import OmegaConf
 
 from benchmark.cli import hydra_internals as hi
-from benchmark.cli.preflight import _Composer
+from benchmark.cli.preflight import JobComposer
 from benchmark.config.compose import CONFIG_DIR
 from benchmark.errors import ConfigError
 
@@ -84,7 +84,7 @@ def test_applying_values_to_composed_files_is_hydras_composition(hydra: None) ->
     """The preflight's shortcut (compose each set of files once, then set each job's values with
     Hydra's own code) gives every job of a sweep exactly the config Hydra composes for it."""
     sweep = ["defense=topk,dropout", "protocol.canaries=0,7", "seed=1", "++defense.dropout.p=0.3"]
-    composer = _Composer("config")
+    composer = JobComposer("config")
     for job in hi.expand_sweep(sweep):
         expected = hydra_compose(config_name="config", overrides=job)
         assert OmegaConf.to_container(composer.job(job)) == OmegaConf.to_container(expected), job

@@ -35,11 +35,14 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = _run([*pip, "-w", str(wheels), str(source)], root, env)
     assert built.returncode == 0, built.stderr
     (wheel,) = wheels.glob("mia_bench-*.whl")
+    # no pip of its own (ensurepip may be missing): the test environment's pip installs into it
     subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(env_dir)], check=True
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(env_dir)],
+        check=True,
     )
-    install = [str(env_dir / "bin" / "pip"), "install", "-q", "--no-deps", "--no-index"]
-    installed = _run([*install, "--force-reinstall", str(wheel)], root, env)
+    install = [sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python")]
+    install += ["install", "-q", "--no-deps", "--no-index", "--force-reinstall", str(wheel)]
+    installed = _run(install, root, env)
     assert installed.returncode == 0, installed.stderr
     return env_dir
 

@@ -6,11 +6,16 @@ and in a sweep only once the sweep has started and its parent run is recorded. O
 both, in the launching process, and raises :class:`~benchmark.errors.ConfigError` with one line:
 
 * it composes the configuration as Hydra will (for a sweep, every job, expanded as Hydra's basic
-  sweeper expands it) and condenses Hydra's errors, keeping its list of valid options;
+  sweeper expands it) and condenses Hydra's errors, keeping its list of valid options; a key
+  that is not in the configuration, or an appended ``+key`` that nothing reads, is refused with
+  the nearest real key (:mod:`benchmark.cli.unknown_keys`);
 * it checks that the MLflow store can be written or the MLflow server reached;
 * it prepares the configuration (data, membership, defenses, attacks, model) without training;
   for a sweep, every job, so that a sweep with one bad job is refused whole before anything runs
   or is written.
+
+Hydra's internals (its argument and override parsers, the sweep expansion, the override
+application) are reached only through :mod:`benchmark.cli.hydra_internals`.
 """
 
 from __future__ import annotations
@@ -128,7 +133,7 @@ def _job_label(index: int, job: list[str], swept: set[str]) -> str:
     return f"job #{index} ({' '.join(shown)}): "
 
 
-class _Composer:
+class JobComposer:
     """Each job's config, composing the files once per distinct set of group choices.
 
     Hydra composes a job in two steps: the config files its group choices select, then its value
@@ -170,7 +175,7 @@ def _compose_jobs(args: Any) -> list[tuple[str, DictConfig]]:
     fixed = [line.text for line in lines if not line.sweep]
     # Hydra's settings (mode, sweeper) come from the choices alone; a bad value is the job's error
     base = hi.compose(name, [line.text for line in lines if line.choice and not line.sweep], True)
-    composer = _Composer(name)
+    composer = JobComposer(name)
     if not (args.multirun or base.hydra.mode == hi.RunMode.MULTIRUN):
         if any(line.sweep for line in lines):  # Hydra's own word on a sweep without -m
             hi.compose(name, args.overrides)

@@ -57,9 +57,7 @@ def unknown_key_message(cfg: DictConfig, line: Line) -> str:
     """The refusal of ``line``, whose key is not in ``cfg`` (the job's composed config files)."""
     guess = nearest_key(line.key, list(leaf_keys(cfg)))
     hint = (
-        f"did you mean {guess}={line.value}?"
-        if guess
-        else "see every key with mia-bench --cfg job"
+        f"did you mean {guess}={line.value}?" if guess else "see every key with mia-bench --cfg job"
     )
     if line.adds:
         return f"nothing reads the appended key {line.key} ({line.text}): {hint}"
