@@ -91,7 +91,20 @@ CASES = [
         ["hydra/launcher=nope"],
         "'hydra/launcher': basic, joblib, slurm, submitit_local",
     ),
-    ("unknown key", ["foo=1"], "Key 'foo' not in 'Config'"),
+    ("unknown key", ["foo=1"], "no key foo in the configuration (foo=1): see every key with"),
+    (
+        "key without its section",
+        ["defense=dpsgd", "target_epsilon=1"],
+        "(target_epsilon=1): did you mean defense.dpsgd.target_epsilon=1?",
+    ),
+    ("misspelt key", ["training.epoch=2"], "did you mean training.epochs=2?"),
+    (
+        "appended key nothing reads",
+        ["defense=topk", "+k=3"],
+        "nothing reads the appended key k (+k=3): did you mean defense.topk.k=3?",
+    ),
+    ("appended defense parameter", ["defense=topk", "+defense.topk.kk=3"], "defense.topk:"),
+    ("unknown engine", ["training.engine=bogus"], "unknown engine training.engine=bogus"),
     (
         "wrong type",
         ["protocol.n_models=abc"],
@@ -190,6 +203,17 @@ def test_sweep_over_an_unknown_option_names_the_job(
     assert "Available options in 'defense':" in line
 
 
+def test_sweep_over_an_unknown_key_names_the_job_and_the_key(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = refuse(
+        ["-m", *FAST, *store(workdir), "defense=topk", "seed=0,1", "defense.topk.kk=1"], capsys
+    )
+    assert "job #0 (seed=0): no key defense.topk.kk in the configuration" in line
+    assert line.endswith("(defense.topk.kk=1): did you mean defense.topk.k=1?")
+    assert list(workdir.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
@@ -210,11 +234,13 @@ def test_impossible_dpsgd_parameters_are_refused(
     "argv",
     [
         [*FAST],
+        [*FAST, "+experiment=defense_sweep"],
+        [*FAST, "defense=none", "+defense.topk.k=2"],
         ["-m", *FAST, "seed=0,1", "defense=none,topk"],
         ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST, "seed=0,1"],
         ["-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", *FAST, "seed=0,1"],
     ],
-    ids=["run", "sweep", "joblib sweep", "slurm sweep"],
+    ids=["run", "preset", "appended defense", "sweep", "joblib sweep", "slurm sweep"],
 )
 def test_good_command_lines_pass_the_checks(argv: list[str], workdir: Path) -> None:
     check_command_line([*argv, *store(workdir)], CONFIG_DIR)
@@ -230,8 +256,9 @@ def test_good_command_lines_pass_the_checks(argv: list[str], workdir: Path) -> N
         ),
         (["protocol.n_models=abc"], "could not be converted to Integer"),
         (["-m", "defense=topk", "defense.topk.k=1,99"], "job #1 (defense.topk.k=99)"),
+        (["training.engine=bogus"], "unknown engine training.engine=bogus"),
     ],
-    ids=["unknown option", "wrong type", "sweep with a bad job"],
+    ids=["unknown option", "wrong type", "sweep with a bad job", "unknown engine"],
 )
 def test_refusal_as_the_user_sees_it(
     overrides: list[str], expected: str, files: Path, tmp_path: Path

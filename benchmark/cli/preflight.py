@@ -6,11 +6,16 @@ and in a sweep only once the sweep has started and its parent run is recorded. O
 both, in the launching process, and raises :class:`~benchmark.errors.ConfigError` with one line:
 
 * it composes the configuration as Hydra will (for a sweep, every job, expanded as Hydra's basic
-  sweeper expands it) and condenses Hydra's errors, keeping its list of valid options;
+  sweeper expands it) and condenses Hydra's errors, keeping its list of valid options; a key
+  that is not in the configuration, or an appended ``+key`` that nothing reads, is refused with
+  the nearest real key (:mod:`benchmark.cli.unknown_keys`);
 * it checks that the MLflow store can be written or the MLflow server reached;
 * it prepares the configuration (data, membership, defenses, attacks, model) without training;
   for a sweep, every job, so that a sweep with one bad job is refused whole before anything runs
   or is written.
+
+Hydra's internals (its argument and override parsers, the sweep expansion, the override
+application) are reached only through :mod:`benchmark.cli.hydra_internals`.
 """
 
 from __future__ import annotations
@@ -21,17 +26,11 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra._internal.utils import get_args_parser
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-from hydra.errors import HydraException
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from benchmark.cli import hydra_internals as hi
+from benchmark.cli.unknown_keys import check_appended, unknown_key_message
 from benchmark.config.checks import validate
 from benchmark.config.compose import to_container
 from benchmark.data.pool import load_pool
@@ -39,7 +38,6 @@ from benchmark.errors import ConfigError
 from benchmark.experiment.plan import prepare
 from benchmark.tracking.store import check_store
 
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 #: Flags that make Hydra print something, or compose from elsewhere: those are left to Hydra.
 LEFT_TO_HYDRA = (
     "help",
@@ -51,53 +49,6 @@ LEFT_TO_HYDRA = (
     "config_path",
     "config_dir",
 )
-
-
-def condense(exc: BaseException) -> str:
-    """Hydra's (or OmegaConf's) multi-line error message as one line, valid options kept.
-
-    ``In 'config': Could not find 'defense/foo'`` + ``Available options in 'defense':`` + one
-    option a line becomes ``...; Available options in 'defense': none, topk, weight_decay``; the
-    config search path and OmegaConf's ``full_key``/``object_type`` lines are dropped.
-    """
-    text = str(exc).split("Config search path:")[0]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    lines = [
-        line
-        for line in lines
-        if not line.startswith(("full_key:", "object_type=", "reference_type="))
-    ]
-    for i, line in enumerate(lines):
-        if line.startswith("Available options in"):
-            lines[i:] = [f"{line} {', '.join(lines[i + 1 :])}"]
-            break
-    if not lines:
-        return type(exc).__name__
-    cause = str(exc.__cause__ or "").strip()
-    if cause:
-        lines[0] = f"{lines[0].rstrip('.')}: {cause.splitlines()[0].strip()}"
-    return "; ".join(lines)
-
-
-def _parse(lines: Sequence[str]) -> list[Override]:
-    """Parse overrides one by one, so that a refusal names the one that does not parse."""
-    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-    parsed = []
-    for line in lines:
-        try:
-            parsed += parser.parse_overrides([line])
-        except HydraException as exc:
-            raise ConfigError(f"cannot parse the override '{line}': {condense(exc)}") from None
-    return parsed
-
-
-def _compose(
-    name: str, overrides: Sequence[str], label: str = "", hydra: bool = False
-) -> DictConfig:
-    try:
-        return compose(config_name=name, overrides=list(overrides), return_hydra_config=hydra)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(label + condense(exc)) from None
 
 
 def check_server(uri: str) -> None:
@@ -128,7 +79,7 @@ def _check_values(cfg: DictConfig) -> None:
         validate(cfg)
         to_container(cfg)
     except OmegaConfBaseException as exc:  # a missing mandatory value, a deleted key
-        raise ConfigError(condense(exc)) from None
+        raise ConfigError(hi.condense(exc)) from None
 
 
 def _prepare_jobs(jobs: list[tuple[str, DictConfig]]) -> None:
@@ -166,20 +117,15 @@ def _prepare_jobs(jobs: list[tuple[str, DictConfig]]) -> None:
         raise ConfigError(first + more)
 
 
-def _sweep_jobs(base: DictConfig, overrides: list[Override]) -> list[list[str]]:
+def _sweep_jobs(base: DictConfig, lines: list[hi.Line]) -> list[list[str]]:
     """Every job's overrides, as Hydra's basic sweeper expands the sweep."""
-    hydra_sweeps = [
-        o.input_line for o in overrides if o.is_hydra_override() and o.is_sweep_override()
-    ]
+    hydra_sweeps = [line.text for line in lines if line.sweep and line.hydra]
     if hydra_sweeps:
         raise ConfigError(f"sweeping over Hydra's own settings is not supported: {hydra_sweeps[0]}")
     params: dict[str, Any] = dict(base.hydra.sweeper.get("params") or {})
-    lines = [f"{key}={value}" for key, value in params.items()]
-    lines += [o.input_line for o in overrides if not o.is_hydra_override()]
-    try:
-        return BasicSweeper.split_arguments(_parse(lines), None)[0]
-    except HydraException as exc:
-        raise ConfigError(condense(exc)) from None
+    job = [f"{key}={value}" for key, value in params.items()]
+    job += [line.text for line in lines if not line.hydra]
+    return hi.expand_sweep(job)
 
 
 def _job_label(index: int, job: list[str], swept: set[str]) -> str:
@@ -187,29 +133,67 @@ def _job_label(index: int, job: list[str], swept: set[str]) -> str:
     return f"job #{index} ({' '.join(shown)}): "
 
 
+class JobComposer:
+    """Each job's config, composing the files once per distinct set of group choices.
+
+    Hydra composes a job in two steps: the config files its group choices select, then its value
+    overrides on top. A sweep's jobs share most choices (the standard sweep: 76 jobs, 38 sets of
+    files), so the first step is done once per set and the second on a copy, with Hydra's own
+    code (:func:`~benchmark.cli.hydra_internals.apply_overrides`).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.files: dict[tuple[str, ...], DictConfig] = {}
+
+    def job(self, overrides: list[str], label: str = "") -> DictConfig:
+        lines = hi.read_lines(overrides)
+        choices = tuple(line.text for line in lines if line.choice)
+        values = [line for line in lines if not line.choice]
+        if choices not in self.files:
+            try:
+                self.files[choices] = hi.compose(self.name, choices)
+            except hi.ComposeError as exc:
+                raise ConfigError(label + str(exc)) from None
+        files = self.files[choices]
+        try:
+            check_appended(files, values)
+            return hi.apply_overrides(files, [line.text for line in values])
+        except hi.ComposeError as exc:
+            bad = next((line for line in values if line.key == exc.key), None)
+            if bad is None:
+                raise ConfigError(label + str(exc)) from None
+            raise ConfigError(label + unknown_key_message(files, bad)) from None
+        except ConfigError as exc:
+            raise ConfigError(label + str(exc)) from None
+
+
 def _compose_jobs(args: Any) -> list[tuple[str, DictConfig]]:
     """Each job's configuration, with the label that names it in a refusal."""
     name = args.config_name or "config"
-    overrides = _parse(args.overrides)
-    fixed = [o.input_line for o in overrides if not o.is_sweep_override()]
-    base = _compose(name, fixed, hydra=True)
-    if not (args.multirun or base.hydra.mode == RunMode.MULTIRUN):
-        # composed again with every override: Hydra's own word on a sweep without -m
-        return [("", _compose(name, args.overrides))]
-    if base.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
-        return [("", _compose(name, fixed))]  # another sweeper chooses its jobs as it runs
-    swept = {o.get_key_element() for o in overrides if o.is_sweep_override()}
+    lines = hi.read_lines(args.overrides)
+    fixed = [line.text for line in lines if not line.sweep]
+    # Hydra's settings (mode, sweeper) come from the choices alone; a bad value is the job's error
+    base = hi.compose(name, [line.text for line in lines if line.choice and not line.sweep], True)
+    composer = JobComposer(name)
+    if not (args.multirun or base.hydra.mode == hi.RunMode.MULTIRUN):
+        if any(line.sweep for line in lines):  # Hydra's own word on a sweep without -m
+            hi.compose(name, args.overrides)
+        return [("", composer.job(args.overrides))]
+    if base.hydra.sweeper.get("_target_") != hi.BASIC_SWEEPER:
+        return [("", composer.job(fixed))]  # another sweeper chooses its jobs as it runs
+    swept = {line.key for line in lines if line.sweep}
     swept |= set(base.hydra.sweeper.get("params") or {})
     jobs = []
-    for i, job in enumerate(_sweep_jobs(base, overrides)):
+    for i, job in enumerate(_sweep_jobs(base, lines)):
         label = _job_label(i, job, swept)
-        jobs.append((label, _compose(name, job, label)))
+        jobs.append((label, composer.job(job, label)))
     return jobs
 
 
 def check_command_line(argv: Sequence[str], config_dir: str) -> None:
     """Check ``mia-bench`` arguments as Hydra will run them; raise ConfigError with one line."""
-    args, unknown = get_args_parser().parse_known_args(list(argv))
+    args, unknown = hi.parse_args(argv)
     if unknown and unknown[0].startswith("-"):
         raise ConfigError(f"unknown option {unknown[0]}: see mia-bench --help")
     if unknown:  # Hydra reads overrides only after its options
@@ -219,7 +203,7 @@ def check_command_line(argv: Sequence[str], config_dir: str) -> None:
         )
     if any(getattr(args, flag, None) for flag in LEFT_TO_HYDRA):
         return
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+    with hi.config_dir(config_dir):
         jobs = _compose_jobs(args)
     _prepare_jobs(jobs)
     stores = {json.dumps(OmegaConf.to_container(cfg.tracking)): cfg.tracking for _, cfg in jobs}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,23 @@ from omegaconf import DictConfig, OmegaConf
 
 import benchmark.config.schema  # noqa: F401  (registers the schema that conf/config.yaml names)
 
-#: The project's Hydra configs (the layout is a source checkout, installed editable).
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+def config_dir() -> str:
+    """The folder of the project's Hydra configs.
+
+    In a source checkout (tests, an editable install) it is the checkout's own ``conf/`` beside
+    the imported package, even where an editable install of another checkout would also resolve
+    ``benchmark.conf``; in an installed wheel it is the package ``benchmark.conf`` (``conf/``
+    shipped as package data, see ``setup.py``).
+    """
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "conf" / "config.yaml").is_file():
+        return str(root / "conf")
+    return str(files("benchmark.conf"))
+
+
+#: The project's Hydra configs (a folder, wherever the package is installed).
+CONFIG_DIR = config_dir()
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:

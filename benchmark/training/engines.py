@@ -19,11 +19,13 @@ from benchmark.training.ensemble import train_ensemble
 from benchmark.training.hooks import Setup
 from benchmark.training.recipe import Recipe
 from benchmark.training.sequential import train_sequential
-from benchmark.training.trained import Models
+from benchmark.training.trained import Models, resolve_device
 
 
 def check_recipe(recipe: Recipe, pool: Pool) -> None:
     """Refuse a recipe that cannot train on ``pool``, before any training; raise ConfigError."""
+    ENGINES.lookup(recipe.engine)  # here, not only in train(): the CLI checks before Hydra starts
+    resolve_device(recipe.device)
     build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
     if recipe.model == "logreg" and recipe.model_options.get("dropout", 0) > 0:
         raise ConfigError(

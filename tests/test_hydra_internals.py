@@ -1,0 +1,98 @@
+"""The adapter to Hydra's internals (:mod:`benchmark.cli.hydra_internals`): the behaviour of Hydra
+that the preflight relies on, pinned so that a Hydra upgrade that changes it fails here."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose as hydra_compose
+from omegaconf import OmegaConf
+
+from benchmark.cli import hydra_internals as hi
+from benchmark.cli.preflight import JobComposer
+from benchmark.config.compose import CONFIG_DIR
+from benchmark.errors import ConfigError
+
+
+@pytest.fixture
+def hydra():
+    with hi.config_dir(CONFIG_DIR):
+        yield
+
+
+def test_options_are_read_as_hydra_reads_them() -> None:
+    args, unknown = hi.parse_args(["-m", "seed=0,1", "defense=topk"])
+    assert args.multirun and args.overrides == ["seed=0,1", "defense=topk"] and unknown == []
+    _, unknown = hi.parse_args(["--bogus"])
+    assert unknown == ["--bogus"]
+
+
+def test_a_bad_override_is_named(hydra: None) -> None:
+    with pytest.raises(ConfigError, match=r"cannot parse the override 'seed=\['"):
+        hi.parse_overrides(["defense=topk", "seed=["])
+
+
+def test_sweeps_expand_in_hydras_order(hydra: None) -> None:
+    jobs = hi.expand_sweep(["defense=none,topk", "seed=0,1", "training.epochs=1"])
+    assert jobs == [
+        ["defense=none", "seed=0", "training.epochs=1"],
+        ["defense=none", "seed=1", "training.epochs=1"],
+        ["defense=topk", "seed=0", "training.epochs=1"],
+        ["defense=topk", "seed=1", "training.epochs=1"],
+    ]
+
+
+def test_overrides_are_classified_as_hydras_defaults_list_does(hydra: None) -> None:
+    lines = hi.read_lines(
+        [
+            "defense=topk",
+            "defense.topk.k=3",
+            "+experiment=defense_sweep",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "+k=3",
+            "seed=0,1",
+        ]
+    )
+    choice = {line.text: line.choice for line in lines}
+    assert choice == {
+        "defense=topk": True,
+        "defense.topk.k=3": False,
+        "+experiment=defense_sweep": True,
+        "hydra/launcher=joblib": True,
+        "hydra.launcher.n_jobs=2": True,
+        "+k=3": False,
+        "seed=0,1": False,
+    }
+    (k,) = [line for line in lines if line.text == "+k=3"]
+    assert k.adds and k.key == "k" and k.value == "3" and not k.hydra
+    assert [line.sweep for line in lines] == [False] * 6 + [True]
+
+
+def test_errors_are_condensed_and_unknown_keys_named(hydra: None) -> None:
+    with pytest.raises(hi.ComposeError) as bad_option:
+        hi.compose("config", ["defense=foo"])
+    assert "Available options in 'defense': adversarial_regularisation, augmentation," in str(
+        bad_option.value
+    )
+    assert "\n" not in str(bad_option.value) and bad_option.value.key is None
+    with pytest.raises(hi.ComposeError) as bad_key:
+        hi.compose("config", ["defense=dpsgd", "target_epsilon=1"])
+    assert bad_key.value.key == "target_epsilon"
+
+
+def test_applying_values_to_composed_files_is_hydras_composition(hydra: None) -> None:
+    """The preflight's shortcut (compose each set of files once, then set each job's values with
+    Hydra's own code) gives every job of a sweep exactly the config Hydra composes for it."""
+    sweep = ["defense=topk,dropout", "protocol.canaries=0,7", "seed=1", "++defense.dropout.p=0.3"]
+    composer = JobComposer("config")
+    for job in hi.expand_sweep(sweep):
+        expected = hydra_compose(config_name="config", overrides=job)
+        assert OmegaConf.to_container(composer.job(job)) == OmegaConf.to_container(expected), job
+    assert len(composer.files) == 2  # one set of files per defense
+
+
+def test_a_value_of_the_wrong_type_is_refused_when_applied(hydra: None) -> None:
+    files = hi.compose("config", [])
+    with pytest.raises(hi.ComposeError, match="could not be converted to Integer"):
+        hi.apply_overrides(files, ["protocol.n_models=abc"])
+    assert files.protocol.n_models == 16  # the composed files are not changed
