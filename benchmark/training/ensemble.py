@@ -22,16 +22,16 @@ import logging
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from benchmark.data.pool import Pool
 from benchmark.protocol.membership import Membership
 from benchmark.training.recipe import Recipe
 from benchmark.training.sequential import train_sequential
+from benchmark.training.stacked_steps import check_finite, per_model_loss, stacked_batch
 from benchmark.training.stacking import Ensemble, NotStackable, check_stacked, stack
 from benchmark.training.steps import batch_order, init_model, make_optimizer
-from benchmark.training.trained import Models, TrainingDiverged, resolve_device
+from benchmark.training.trained import Models, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -51,39 +51,6 @@ def unsupported(recipe: Recipe, membership: Membership) -> str | None:
     if any(hook.held_out(n_members) for hook in recipe.hooks):
         return "a training hook holds members out of fitting"
     return None
-
-
-def per_model_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """Cross-entropy ``[B, K]`` of stacked logits ``[B, K, C]`` and labels ``[B, K]``."""
-    # Stacked layers leave model-major memory ([K, B, C] seen as [B, K, C]): flattening in that
-    # order is a view, not a copy.
-    flat = F.cross_entropy(
-        logits.transpose(0, 1).flatten(0, 1),
-        y.T.flatten(),
-        reduction="none",
-        label_smoothing=label_smoothing,
-    )
-    return flat.view(y.shape[1], y.shape[0]).T
-
-
-def stacked_batch(
-    x: torch.Tensor, y: torch.Tensor, index: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs ``[B, K, ...]`` and labels ``[B, K]`` of the per-model batches ``index [K, B]``.
-
-    Gathered model by model, so that each model's batch is contiguous in memory, which is what
-    the batched matrix products read.
-    """
-    return x[index].transpose(0, 1), y[index].T
-
-
-def check_finite(losses: torch.Tensor) -> None:
-    finite = torch.isfinite(losses)
-    if not bool(finite.all()):
-        k = int((~finite).nonzero()[0, 0])
-        raise TrainingDiverged(
-            f"model {k}'s loss became {losses[k].item()} (try a smaller training.lr)"
-        )
 
 
 def fit(

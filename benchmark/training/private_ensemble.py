@@ -30,9 +30,9 @@ from benchmark.training.accounting import (
     noise_multiplier,
     poisson_schedule,
 )
-from benchmark.training.ensemble import check_finite, per_model_loss, stacked_batch
 from benchmark.training.recipe import Recipe
 from benchmark.training.stacked_samplers import per_model_norm_samplers
+from benchmark.training.stacked_steps import check_finite, per_model_loss, stacked_batch
 from benchmark.training.stacking import Ensemble, NotStackable, without_weight_gradients
 from benchmark.training.steps import make_optimizer
 
