@@ -56,6 +56,7 @@ def base_recipe(cfg: DictConfig) -> Recipe:
         weight_decay=t.weight_decay,
         engine=t.engine,
         device=t.device,
+        loop=t.get("_target_"),
     )
 
 

@@ -15,6 +15,7 @@ from benchmark.errors import ConfigError
 from benchmark.models.base import build_model
 from benchmark.protocol.membership import Membership
 from benchmark.registry import Registry
+from benchmark.training.custom_loop import check_custom, train_custom
 from benchmark.training.ensemble import train_ensemble
 from benchmark.training.recipe import Recipe, needs_sequential
 from benchmark.training.sequential import split_sizes, train_sequential
@@ -24,6 +25,7 @@ from benchmark.training.trained import Models
 def check_recipe(recipe: Recipe, pool: Pool) -> None:
     """Refuse a recipe that cannot train on ``pool``, before any training; raise ConfigError."""
     build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
+    check_custom(recipe, pool)
     if recipe.model == "logreg" and recipe.model_options.get("dropout", 0) > 0:
         raise ConfigError(
             "model=logreg has no hidden layer to apply dropout to: use model=mlp or model=cnn"
@@ -70,6 +72,7 @@ Engine = Callable[[Recipe, Pool, Membership, bool], Models]
 ENGINES: Registry[Engine] = Registry("engine", "training.engine")
 ENGINES.add("sequential", train_sequential)
 ENGINES.add("ensemble", train_ensemble)
+ENGINES.add("custom", train_custom)
 
 
 def train(recipe: Recipe, pool: Pool, membership: Membership, progress: bool = True) -> Models:

@@ -52,6 +52,8 @@ class Recipe:
     adversarial_lr: float = 1e-3
     #: DP-SGD's budget and clipping norm (the ``dpsgd`` defense); None trains without privacy.
     dp: DPParams | None = None
+    #: ``training=custom``: the import path of your training loop (``training._target_``).
+    loop: str | None = None
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
