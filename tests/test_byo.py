@@ -162,6 +162,12 @@ def test_loop_returning_wrong_type_is_refused() -> None:
         run(config(*DATA, *loop, "tracking.enabled=false"), show_progress=False)
 
 
+def test_loop_returning_a_model_of_the_wrong_width_is_refused() -> None:
+    loop = ["training=custom", "training._target_=byo_example.train.fit_narrow"]
+    with pytest.raises(ConfigError, match=r"training._target_=.*outputs \(2, 3\).*4 wide"):
+        run(config(*DATA, *loop, "tracking.enabled=false"), show_progress=False)
+
+
 def test_loop_failing_midway_marks_the_run_failed(tmp_path: Path) -> None:
     store = tmp_path / "results"
     loop = ["training=custom", "training._target_=byo_example.train.fit_fails"]

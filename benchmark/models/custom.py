@@ -54,18 +54,25 @@ def custom(input_shape: Sequence[int], num_classes: int, **options: object) -> n
 
 @torch.no_grad()
 def check_output(
-    model: torch.nn.Module, input_shape: Sequence[int], num_classes: int, key: str
+    model: torch.nn.Module,
+    input_shape: Sequence[int],
+    num_classes: int,
+    key: str,
+    device: torch.device | None = None,
 ) -> None:
     """Refuse a model whose output on a zero batch ``[2, *input_shape]`` is not ``[2, C]``.
 
-    Run in eval mode (no dropout mask drawn, no running statistic updated), so that the probe
-    changes neither the model nor the random stream its training then reads.
+    ``device``: where the probe goes (default: where the model's parameters are). Run in eval
+    mode (no dropout mask drawn, no running statistic updated), so that the probe changes
+    neither the model nor the random stream its training then reads.
     """
     was_training = model.training
     model.eval()
     try:
-        param = next(model.parameters(), None)
-        probe = torch.zeros(2, *input_shape, device=param.device if param is not None else None)
+        if device is None:
+            param = next(model.parameters(), None)
+            device = param.device if param is not None else None
+        probe = torch.zeros(2, *input_shape, device=device)
         out = model(probe)
     except Exception as exc:
         raise ConfigError(

@@ -19,8 +19,9 @@ The harness then releases its outputs through the configured release-time defens
 rounding, label_only, memguard, ...) and runs the attack suite as usual.
 
 Training-time defenses act inside the harness's own loop, so they are refused with a custom
-loop (:func:`check_custom`); so is a training option the loop would silently ignore. A ``fit``
-that raises marks the run FAILED with its reason (:class:`CustomLoopFailed`).
+loop (:func:`check_custom`), as is ``training.weight_decay``; the base optimiser settings
+(``training.optimizer``, ``lr``, ``epochs``, ``batch_size``, ...) are not passed: the loop has its
+own. A ``fit`` that raises marks the run FAILED with its reason (:class:`CustomLoopFailed`).
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def train_custom(
                 f"{KEY}={target} raised {type(exc).__name__} on model {k}: {exc}"
             ) from exc
         module, epsilon = _unpack(out, k, target)
-        check_output(module, pool.input_shape, pool.num_classes, f"{KEY}={target}'s model")
+        check_output(module, pool.input_shape, pool.num_classes, f"{KEY}={target}'s model", device)
         modules.append(module.eval())
         epsilons.append(epsilon)
     reported = [e is not None for e in epsilons]

@@ -80,7 +80,9 @@ class FunctionalEnsemble:
 
 
 @torch.no_grad()
-def check_functional(ensemble: FunctionalEnsemble, modules: Sequence[nn.Module], x: torch.Tensor):
+def check_functional(
+    ensemble: FunctionalEnsemble, modules: Sequence[nn.Module], x: torch.Tensor
+) -> None:
     """Raise NotStackable unless the vmapped forward computes what each module computes on ``x``.
 
     Catches a ``forward`` that ``vmap`` runs but computes differently (batch-dependent code).
