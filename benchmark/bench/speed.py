@@ -41,6 +41,7 @@ from benchmark.experiment.plan import prepare
 from benchmark.protocol.membership import Membership, make_membership
 from benchmark.training.accounting import DPParams, noise_multiplier, poisson_schedule
 from benchmark.training.engines import train
+from benchmark.training.functional_ensemble import train_functional
 from benchmark.training.recipe import Recipe
 from benchmark.training.stacking import stack
 from benchmark.training.steps import batch_order, init_model, make_optimizer
@@ -51,6 +52,7 @@ TARGETS = {
     "dp_cost_ratio": ("<=", 3.0),
     "matmul_fraction": (">=", 0.30),
     "default_run_seconds": ("<", 60.0),
+    "functional_speedup_k16": (">=", 1.0),
 }
 
 
@@ -186,6 +188,13 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
                 lambda m=membership: train_vmap(recipe, pool, m, device), device, args.repeats
             )
             figures["stacked_speedup_over_vmap_k64"] = figures["vmap_seconds_k64"] / ensemble
+        if k == 16:
+            # The generic torch.func path that trains custom modules (model=custom), timed on the
+            # same models as the engines above.
+            figures["functional_seconds_k16"] = timed(
+                lambda m=membership: train_functional(recipe, pool, m, False), device, args.repeats
+            )
+            figures["functional_speedup_k16"] = sequential / figures["functional_seconds_k16"]
     figures["sequential_models_measured"] = (
         "all" if args.sequential_models <= 0 else args.sequential_models
     )
@@ -230,6 +239,8 @@ def report(figures: dict[str, object]) -> str:
     lines += [
         f"  (sequential measured on {f['sequential_models_measured']} models per K, scaled to K;"
         f" each figure the best of {f['repeats']} runs)",
+        f"K=16 generic torch.func path (model=custom): {f['functional_seconds_k16']:.2f} s, "
+        f"{f['functional_speedup_k16']:.1f}x the sequential engine",
         f"K=64 torch.func vmap: {f['vmap_seconds_k64']:.2f} s; the stacked layers are "
         f"{f['stacked_speedup_over_vmap_k64']:.1f}x faster",
         f"DP-SGD K=16 (ensemble): {f['dp_seconds_k16']:.2f} s, {f['dp_cost_ratio']:.2f}x "

@@ -31,6 +31,9 @@ class DataConfig:
     n_features: int = 100
     n_classes: int = 20
     flip_prob: float = 0.1
+    #: `data=custom` only: import path of your loader (see :mod:`benchmark.data.custom`); its
+    #: keyword arguments are added as `+data.<name>=<value>`.
+    _target_: str | None = None
 
 
 @dataclass
@@ -41,6 +44,9 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [256])
     channels: list[int] = field(default_factory=lambda: [16, 32])
     dropout: float = 0.0
+    #: `model=custom` only: import path of your nn.Module class or factory (see
+    #: :mod:`benchmark.models.custom`); its keyword arguments are added as `+model.<name>=<value>`.
+    _target_: str | None = None
 
 
 @dataclass
@@ -55,6 +61,9 @@ class TrainingConfig:
     epochs: int = 30
     batch_size: int = 64
     weight_decay: float = 0.0
+    #: `training=custom` only: import path of your training loop (see
+    #: :mod:`benchmark.training.custom_loop`).
+    _target_: str | None = None
 
 
 @dataclass

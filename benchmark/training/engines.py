@@ -15,6 +15,7 @@ from benchmark.errors import ConfigError
 from benchmark.models.base import build_model
 from benchmark.protocol.membership import Membership
 from benchmark.registry import Registry
+from benchmark.training.custom_loop import check_custom, train_custom
 from benchmark.training.ensemble import train_ensemble
 from benchmark.training.hooks import Setup
 from benchmark.training.recipe import Recipe
@@ -27,6 +28,7 @@ def check_recipe(recipe: Recipe, pool: Pool) -> None:
     ENGINES.lookup(recipe.engine)  # here, not only in train(): the CLI checks before Hydra starts
     resolve_device(recipe.device)
     build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
+    check_custom(recipe, pool)
     if recipe.model == "logreg" and recipe.model_options.get("dropout", 0) > 0:
         raise ConfigError(
             "model=logreg has no hidden layer to apply dropout to: use model=mlp or model=cnn"
@@ -54,6 +56,7 @@ Engine = Callable[[Recipe, Pool, Membership, bool], Models]
 ENGINES: Registry[Engine] = Registry("engine", "training.engine")
 ENGINES.add("sequential", train_sequential)
 ENGINES.add("ensemble", train_ensemble)
+ENGINES.add("custom", train_custom)
 
 
 def train(recipe: Recipe, pool: Pool, membership: Membership, progress: bool = True) -> Models:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from benchmark.data.pool import Pool
 from benchmark.protocol.membership import Membership
+from benchmark.training.functional_ensemble import train_functional
 from benchmark.training.recipe import Recipe
 from benchmark.training.sequential import train_sequential
 from benchmark.training.stacked_steps import check_finite, per_model_loss, stacked_batch
@@ -119,6 +120,17 @@ def train_ensemble(
 def _fall_back(
     reason: str, recipe: Recipe, pool: Pool, membership: Membership, progress: bool
 ) -> Models:
+    # A model the stacked layers cannot stack may still train at once through torch.func (the
+    # generic path, benchmark.training.functional_ensemble); DP-SGD needs Opacus's hooks, and a
+    # recipe this engine does not implement needs the sequential loop.
+    if recipe.dp is None and unsupported(recipe, membership) is None:
+        try:
+            models = train_functional(recipe, pool, membership, progress)
+        except NotStackable as exc:
+            reason = f"{reason}; {exc}"
+        else:
+            log.info("training.engine=ensemble trained the models with torch.func (%s)", reason)
+            return models
     log.warning(
         "training.engine=ensemble cannot train this recipe (%s): training sequentially", reason
     )

@@ -43,6 +43,8 @@ class Recipe:
     hooks: tuple[TrainingHook, ...] = ()
     #: DP-SGD's budget and clipping norm (the ``dpsgd`` defense); None trains without privacy.
     dp: DPParams | None = None
+    #: ``training=custom``: the import path of your training loop (``training._target_``).
+    loop: str | None = None
 
     @classmethod
     def from_config(cls, training: Mapping[str, Any], model: Mapping[str, Any]) -> Recipe:
@@ -53,7 +55,9 @@ class Recipe:
         loudly (TypeError) rather than being dropped.
         """
         options = {key: value for key, value in model.items() if key != "name"}
-        return cls(model=model["name"], model_options=options, **training)
+        fields = {key: value for key, value in training.items() if key != "_target_"}
+        loop = training.get("_target_")
+        return cls(model=model["name"], model_options=options, loop=loop, **fields)
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
