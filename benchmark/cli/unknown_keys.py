@@ -7,7 +7,8 @@ config (``did you mean defense.dpsgd.target_epsilon=1?``), and so is an appended
 (``+key=value``) where nothing would read it: under a node of the schema
 (:class:`benchmark.config.schema.Config`), whose fields are fixed. Under a free node (``defense``,
 ``attacks.suite``) a new key selects or configures a plug-in, whose own parameter check refuses
-what it does not know.
+what it does not know, and so does a node with a ``_target_`` (your own model, data loader or
+training loop, whose keyword arguments are yours to choose).
 """
 
 from __future__ import annotations
@@ -79,9 +80,15 @@ def _owner(cfg: DictConfig, key: str) -> DictConfig | None:
 
 def check_appended(cfg: DictConfig, lines: Sequence[Line]) -> None:
     """Refuse each ``+key=value`` of ``lines`` that adds a key to a fixed node of the schema."""
+    # Nodes given a ``_target_`` on this command line (the config files may not set one).
+    targeted = {line.key.rsplit(".", 1)[0] for line in lines if line.key.endswith("._target_")}
     for line in lines:
         if not line.adds:
             continue
         owner = _owner(cfg, line.key)
+        if line.key.rsplit(".", 1)[0] in targeted or (
+            owner is not None and owner.get("_target_") is not None
+        ):
+            continue  # your own model / loader / loop: its keyword arguments are yours
         if owner is not None and is_dataclass(OmegaConf.get_type(owner)):
             raise ConfigError(unknown_key_message(cfg, line))

@@ -15,8 +15,8 @@ builds the model (``model=...``, built-in or your own, initialised right after
 ``fit`` returns the trained module, or a *predict function* (a callable mapping a float32 batch
 ``[B, *input_shape]`` on ``device`` to logits ``[B, C]``), or either of them paired with the
 epsilon its own DP accountant spent, ``(module, epsilon)``, which is logged as ``dp/epsilon``.
-The harness then releases its outputs through the configured release-time defenses (topk,
-rounding, label_only, memguard, ...) and runs the attack suite as usual.
+The harness then releases its outputs through the configured release-time defenses and runs
+the attack suite as usual.
 
 Training-time defenses act inside the harness's own loop, so they are refused with a custom
 loop (:func:`check_custom`), as is ``training.weight_decay``; the base optimiser settings
@@ -26,11 +26,11 @@ own. A ``fit`` that raises marks the run FAILED with its reason (:class:`CustomL
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -48,13 +48,19 @@ from benchmark.training.trained import Models, TrainingDiverged, resolve_device
 KEY = "training._target_"
 WHAT = "a function fit(model, features, labels, seed, device)"
 
+
 #: The recipe fields a custom loop is given or may ignore: the model, the device, the engine, and
 #: the base optimiser settings (the loop has its own). Any other field set away from its default
 #: is a training-time defense, which only the harness's loops implement.
-_LOOP_FIELDS = frozenset(
-    {"model", "model_options", "engine", "device", "loop", "optimizer", "lr", "momentum"}
-    | {"epochs", "batch_size"}
-)
+def _harness_only(recipe: Recipe) -> list[str]:
+    """The recipe fields set that only the harness's own loop applies (a custom loop refuses them)."""
+    applied = {
+        "weight_decay": recipe.weight_decay != 0,
+        "label_smoothing": recipe.label_smoothing != 0,
+        "dp": recipe.dp is not None,
+        "hooks": bool(recipe.hooks),
+    }
+    return [name for name, on in applied.items() if on]
 
 
 class CustomLoopFailed(TrainingDiverged):
@@ -80,20 +86,13 @@ def check_custom(recipe: Recipe, pool: Pool) -> None:
         )
     if recipe.engine == "custom":
         locate(KEY, recipe.loop, WHAT)
-        for spec in dataclasses.fields(recipe):
-            if spec.name in _LOOP_FIELDS:
-                continue
-            default = (
-                spec.default_factory()
-                if spec.default_factory is not dataclasses.MISSING
-                else spec.default
+        harness_only = _harness_only(recipe)
+        if harness_only:
+            raise ConfigError(
+                f"training=custom runs your own loop, which cannot apply recipe.{harness_only[0]} "
+                "(a training-time defense or option of the harness's loop): remove that "
+                "defense, or implement it in your loop; release-time defenses still apply"
             )
-            if getattr(recipe, spec.name) != default:
-                raise ConfigError(
-                    f"training=custom runs your own loop, which cannot apply recipe.{spec.name} "
-                    "(a training-time defense or option of the harness's loop): remove that "
-                    "defense, or implement it in your loop; release-time defenses still apply"
-                )
 
 
 def check_private(model: nn.Module) -> None:
@@ -156,4 +155,6 @@ def train_custom(
             f"{KEY}={target} returned an epsilon for some models only: return (model, epsilon) "
             "for every model or for none"
         )
-    return Models(modules, device, [float(e) for e in epsilons] if all(reported) else None)
+    spent = [float(e) for e in epsilons] if all(reported) else None
+    # Training-time hooks are refused with a custom loop, so no member is ever held out.
+    return Models(modules, device, spent, np.zeros_like(membership.matrix))

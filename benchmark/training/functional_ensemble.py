@@ -8,7 +8,7 @@ stacked with ``torch.func.stack_module_state`` and the one architecture is run o
 of model ``k``'s own mean batch loss, and Adam and SGD update element-wise, so one optimizer over
 the stacked parameters is ``K`` independent optimizers. Each model starts from its own
 initialisation and reads its own batch order (the calls the sequential engine makes), so model
-``k`` equals the sequentially trained model ``k`` up to floating-point rounding
+``k`` equals the sequentially trained model ``k`` up to floating-point error
 (``tests/test_byo.py`` checks this).
 
 Only modules without batch-dependent state qualify (:func:`why_not_functional`): a buffer
@@ -31,9 +31,10 @@ from tqdm.auto import tqdm
 from benchmark.data.pool import Pool
 from benchmark.protocol.membership import Membership
 from benchmark.training.recipe import Recipe
+from benchmark.training.stacked_steps import check_finite
 from benchmark.training.stacking import NotStackable
 from benchmark.training.steps import batch_order, init_model, make_optimizer
-from benchmark.training.trained import Models, TrainingDiverged, resolve_device
+from benchmark.training.trained import Models, resolve_device
 
 
 def why_not_functional(module: nn.Module) -> str | None:
@@ -131,13 +132,11 @@ def train_functional(
             label_smoothing=recipe.label_smoothing,
         )
         losses = losses.view(index.shape).mean(1)
-        if not bool(torch.isfinite(losses).all()):
-            k = int((~torch.isfinite(losses)).nonzero()[0, 0])
-            raise TrainingDiverged(
-                f"model {k}'s loss became {losses[k].item()} (try a smaller training.lr)"
-            )
+        check_finite(losses)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         optimizer.step()
     ensemble.unstack_into(modules)
-    return Models(modules=[m.eval() for m in modules], device=device)
+    # This path trains only recipes without held-out members (ensemble.unsupported).
+    nothing_held_out = np.zeros_like(membership.matrix)
+    return Models([m.eval() for m in modules], device, None, nothing_held_out)

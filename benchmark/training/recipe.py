@@ -37,14 +37,14 @@ class Recipe:
     weight_decay: float
     engine: str
     device: str
+    #: ``training=custom``: the import path of your training loop (``training._target_``).
+    loop: str | None
     #: torch's ``cross_entropy(label_smoothing=...)`` (the ``label_smoothing`` defense).
     label_smoothing: float = 0.0
     #: The training-time defenses' hooks, in the order the defenses were selected.
     hooks: tuple[TrainingHook, ...] = ()
     #: DP-SGD's budget and clipping norm (the ``dpsgd`` defense); None trains without privacy.
     dp: DPParams | None = None
-    #: ``training=custom``: the import path of your training loop (``training._target_``).
-    loop: str | None = None
 
     @classmethod
     def from_config(cls, training: Mapping[str, Any], model: Mapping[str, Any]) -> Recipe:
