@@ -44,6 +44,14 @@ class ExperimentResult:
         default_factory=dict, init=False, repr=False, compare=False
     )
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # The per-target table and the summaries are cached: setting a field (a test replacing
+        # ``epsilons``, say) must not leave them stale.
+        super().__setattr__(name, value)
+        if not name.startswith("_"):
+            self.__dict__.pop("per_target", None)
+            self.__dict__.get("_summaries", {}).clear()
+
     @property
     def targets(self) -> np.ndarray:
         return self.signals.targets
