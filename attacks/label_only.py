@@ -10,7 +10,13 @@ features) and continuous columns get Gaussian noise. The unperturbed point count
 query.
 
 * ``label_only``: score = the fraction of the ``n_queries + 1`` queries answered with the true
-  label (the paper's attack thresholds this count; the ROC sweeps that threshold).
+  label (the paper's attack thresholds this count; the ROC sweeps that threshold). The score
+  takes only ``n_queries + 2`` values, so its low-FPR TPRs follow the exact-ROC tie convention of
+  :mod:`benchmark.evaluation.metrics` (a tied top value shared by more than 0.1% of non-members
+  gives TPR 0 at 0.1% FPR). With exchangeable i.i.d. copies the count is a sufficient statistic of
+  the target's answers, so the only finer statistic the paper allows is more queries
+  (``n_queries``) or its boundary-distance attack (HopSkipJump, thousands of queries per point),
+  not implemented; ``label_only_calibrated`` is the finer, per-point calibrated score.
 * ``label_only_calibrated``: the same queries on the shadow models calibrate each point and each
   perturbation: with ``b_q`` whether the target answers copy ``q`` correctly and ``t_in``, ``t_out``
   the (Krichevsky-Trofimov smoothed) frequencies of correct answers among the point's balanced IN

@@ -29,25 +29,42 @@ bound is largest. It is then evaluated once on ``k``'s scores.
 The other targets' scores were computed by attacks that used model ``k`` as one of their ``K-2``
 reference models, with ``k``'s membership row as its label, so the threshold is not strictly a
 function of the shadows alone. This does not bias ``k``'s bound: the threshold is one scalar, a
-symmetric statistic over ``(T-1) * N`` shadow scores in which any single point of ``k`` enters
-only as one of ``K-2`` reference observations; and it uses no information beyond what the attacker
-of ``k`` already holds (every row but ``k``'s, from which the balanced design fixes ``k``'s row,
-see :mod:`benchmark.protocol.membership`). Removing the dependence entirely would mean
-rescoring every shadow without ``k``, ``T(T-1)`` attack runs instead of ``T``. With a single
-target there are no other targets: the threshold is chosen on its even-indexed points and the
-bound evaluated on its odd-indexed points (the pool order is already a seeded random
-permutation), halving the sample.
+symmetric statistic over ``(T-1) * N`` shadow scores in which any single point of ``k`` enters only
+as one of ``K-2`` reference observations; and it uses no information beyond what the attacker of
+``k`` already holds (every row but ``k``'s, from which the balanced design fixes ``k``'s row, see
+:mod:`benchmark.protocol.membership`). Removing the dependence entirely would mean rescoring every
+shadow without ``k``, ``T(T-1)`` attack runs instead of ``T``. With a single target there are no
+other targets: the threshold is chosen on its even-indexed points and the bound evaluated on its
+odd-indexed points (the pool order is already a seeded random permutation), halving the sample.
 
-**What it assumes.** Points of one target are treated as independent trials, as in per-target
-MIA evaluations and one-run audits (Steinke, Nasr & Jagielski 2023, "Privacy Auditing with One (1)
-Training Run", who prove such audits valid for independently included points; here inclusion is a
-balanced random design, nearly independent). DP accountants such as Opacus's use add/remove
-adjacency, while a point IN versus OUT of a fixed-size training set differs by a replacement, for
-which (eps, delta)-DP guarantees only (2 eps, (1 + e^eps) delta). A bound above the accountant's
-epsilon (:func:`accountant_violations`) is therefore a strong signal of a bug in training,
-accounting or the attack, and a proof of one above twice that epsilon. Each bound holds with 95%
-confidence on its own; among many attacks and targets a near-tight bound can cross epsilon by
-chance, which real attacks on DP-SGD, far from tight, practically never are.
+**What it assumes, and the balanced design.** Clopper-Pearson treats the members' hits (and
+the non-members' false alarms) of one target as independent Bernoulli trials. Two things break
+that here, and the bound is valid only in the sense stated below:
+
+* *The membership is exactly balanced* (every target trains on a uniformly random half of the
+  pool, :mod:`benchmark.protocol.membership`), so inclusions are a sample without replacement,
+  not independent coin flips. Given the threshold, the audited statistic is a count over a
+  uniformly random half; by Hoeffding (1963, "Probability inequalities for sums of bounded random
+  variables", Theorem 4) tails of sums sampled without replacement are no heavier than with
+  replacement, so the balanced assignment by itself makes the binomial interval conservative,
+  not anti-conservative.
+* *All points share one trained model*, so hits are dependent through the training run. Steinke,
+  Nasr & Jagielski 2023 ("Privacy Auditing with One (1) Training Run", Theorem 3.1) prove that
+  one-run audits are nevertheless valid, but for *independently* (Poisson) included audit points
+  and a guessing game with abstentions; their theorem does not cover a fixed-size inclusion.
+
+So ``eps_lb`` is the Jagielski et al. 2020 statistic computed per target, a valid 95% bound under
+the independent-trials model and a strong but not formally proven one under this design. A
+formally valid one-run bound needs audit canaries included independently with probability 1/2,
+scored with Steinke et al.'s test: not implemented.
+
+DP accountants such as Opacus's use add/remove adjacency, while a point IN versus OUT of a fixed-
+size training set differs by a replacement, for which (eps, delta)-DP guarantees only (2 eps, (1 +
+e^eps) delta). A bound above the accountant's epsilon (:func:`accountant_violations`) is therefore a
+strong signal of a bug in training, accounting or the attack, and (under the independent-trials
+model) a proof of one above twice that epsilon. Each bound holds with 95% confidence on its own;
+among many attacks and targets a near-tight bound can cross epsilon by chance, which real attacks on
+DP-SGD, far from tight, practically never are.
 """
 
 from __future__ import annotations

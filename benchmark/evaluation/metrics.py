@@ -1,10 +1,21 @@
 """Membership inference metrics: ROC, AUC, TPR at fixed low FPR, advantage, intervals.
 
 Follows Carlini et al. 2022: the headline is TPR at a low FPR, read off the exact empirical ROC
-curve (the largest TPR whose FPR is at most the level, without interpolation); AUC and the
-best-threshold balanced accuracy are reported beside it. Metrics are computed per target model and
-aggregated as a mean with a 95% Student-t interval over targets. Targets share shadow models, so
-the interval describes the spread over targets, not a fully independent replication.
+curve; AUC and the best-threshold balanced accuracy are reported beside it. Metrics are computed
+per target model and aggregated as a mean; the configuration's interval around it is the
+bootstrap over pool points of :mod:`benchmark.evaluation.intervals` (:func:`mean_interval`, the
+Student-t interval over targets, is kept for per-target spreads such as the strength benchmark's).
+
+**The convention for tied scores** (every attack, one function, :func:`evaluate`): the ROC is
+exact and deterministic. Each distinct score value is one threshold ("member iff score >= t");
+tied points move together, and TPR at FPR ``level`` is the largest TPR among thresholds whose
+FPR is at most ``level`` (no interpolation between thresholds, and no randomised
+Neyman-Pearson test mixing two thresholds). A score with few distinct values (label-only) can
+therefore report TPR 0 at a low FPR when its most extreme value is shared by more than ``level``
+of the non-members: it is what a deterministic attacker achieves, a lower bound on what a
+randomised one could (which would add ``(level - FPR_lo) / (FPR_hi - FPR_lo)`` of the next step,
+exactly the chance-level interpolation that Carlini et al. 2022 warn inflates low-FPR TPRs).
+AUC counts ties as half (the trapezoid over the tie groups, as scikit-learn).
 """
 
 from __future__ import annotations
@@ -87,7 +98,9 @@ def mean_interval(
     confidence: float = 0.95,
     bounds: tuple[float, float] = (-np.inf, np.inf),
 ) -> Interval:
-    """Mean over targets with a Student-t interval; no interval (NaN) from a single target.
+    """Mean over targets with a Student-t interval over targets, which treats targets as
+    independent (they are not in one configuration: see benchmark.evaluation.intervals); no
+    interval (NaN) from a single target.
 
     The interval is clipped to ``bounds``, the metric's possible range (a TPR is never negative).
     """

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from attacks.base import Attack, attacker_view, memoise_query
 from benchmark.evaluation.audit import EpsilonAudit, audit_delta, audit_targets
-from benchmark.evaluation.keys import CANARY, HELDOUT, POPULATION
+from benchmark.evaluation.groups import metric_groups
 from benchmark.evaluation.metrics import RocEvaluation, evaluate
 from benchmark.evaluation.results import AttackResult
 from benchmark.experiment.plan import Plan
@@ -37,33 +37,13 @@ def _utility(
     return {"test_acc": test, "train_acc": train_, "gap": train_ - test}
 
 
-def _groups(signals: Signals) -> dict[str, np.ndarray]:
-    """Each metric group's points per target: bool ``[T, N]``, scored by target membership.
-
-    The headline group scores the members each target *fitted* against its non-members: a
-    member a training hook held out (early stopping's validation split, adversarial
-    regularisation's reference set) was never fitted, and counting it as a member would dilute
-    the leakage measured on the points the model learned from. Those held-out members are scored
-    against the same non-members in their own group. Canaries keep theirs.
-    """
-    targets = signals.targets
-    members, held_out = signals.membership[targets], signals.held_out[targets]
-    population = ~signals.canary[None, :] & ~held_out
-    groups = {POPULATION: population}
-    if held_out.any():
-        groups[HELDOUT] = ~signals.canary[None, :] & (held_out | ~members)
-    if signals.canary.any():
-        groups[CANARY] = np.broadcast_to(signals.canary, members.shape)
-    return groups
-
-
 def _evaluate(scores: np.ndarray, signals: Signals) -> dict[str, list[RocEvaluation]]:
     return {
         group: [
             evaluate(scores[i][mask[i]], signals.membership[k][mask[i]])
             for i, k in enumerate(signals.targets)
         ]
-        for group, mask in _groups(signals).items()
+        for group, mask in metric_groups(signals).items()
     }
 
 
@@ -72,7 +52,7 @@ def _audit(scores: np.ndarray, signals: Signals, delta: float) -> dict[str, list
     membership = signals.membership[signals.targets]
     return {
         group: audit_targets(scores, membership, delta, mask)
-        for group, mask in _groups(signals).items()
+        for group, mask in metric_groups(signals).items()
     }
 
 

@@ -47,7 +47,9 @@ def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
         lines += ["", *_attack_table(result, summary, group)]
     lines += [
         "",
-        "Values are means over targets with 95% Student-t intervals over targets. The epsilon "
+        "Values are means over targets with 95% bootstrap intervals over pool points, which "
+        "cover the mean's variation over reruns with new seeds and a new pool (utility and "
+        "epsilon: over targets; benchmark/evaluation/intervals.py). The epsilon "
         "lower bound is each target's 95% Clopper-Pearson bound at the threshold chosen on the "
         "other targets (benchmark/evaluation/audit.py).",
         "",
