@@ -16,8 +16,12 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from benchmark.errors import ConfigError
+from benchmark.tracking.backend import bound_retries, check_backend
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
+#: MLflow 3 opens an experiment tagged so in its model-training view (the UI reads this tag).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -26,6 +30,7 @@ def sqlite_path(uri: str) -> Path | None:
 
 def check_store(tracking: DictConfig) -> None:
     """Refuse a store location that cannot be written, before anything trains."""
+    check_backend(tracking.uri, tracking.experiment)
     db = sqlite_path(tracking.uri)
     if db is not None and db.exists() and not (db.is_file() and os.access(db, os.W_OK)):
         raise ConfigError(
@@ -53,6 +58,7 @@ def open_store(tracking: DictConfig) -> tuple[MlflowClient, str]:
     db = sqlite_path(tracking.uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
+    bound_retries()
     client = MlflowClient(tracking_uri=tracking.uri)
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
@@ -60,7 +66,7 @@ def open_store(tracking: DictConfig) -> tuple[MlflowClient, str]:
     location = Path(tracking.artifact_location)
     location.mkdir(parents=True, exist_ok=True)
     return client, client.create_experiment(
-        tracking.experiment, artifact_location=location.resolve().as_uri()
+        tracking.experiment, artifact_location=location.resolve().as_uri(), tags=EXPERIMENT_KIND
     )
 
 
