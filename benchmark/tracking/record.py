@@ -64,7 +64,10 @@ def open_configuration_run(tracking: DictConfig, config: dict[str, Any], pool: P
     run = TrackedRun(client, experiment_id, run_name(config), tags)
     run.log(params=run_params(config))
     run.log_inputs(
-        [_dataset(pool.x, pool.y, config, "pool"), _dataset(pool.x_test, pool.y_test, config, "test")]
+        [
+            _dataset(pool.x, pool.y, config, "pool"),
+            _dataset(pool.x_test, pool.y_test, config, "test"),
+        ]
     )
     return run
 

@@ -44,9 +44,7 @@ def _existing(client: MlflowClient, experiment_id: str, uid: str) -> list:
     )
 
 
-def _write(
-    client: MlflowClient, experiment_id: str, record: RunRecord, parent: str | None
-) -> str:
+def _write(client: MlflowClient, experiment_id: str, record: RunRecord, parent: str | None) -> str:
     tags = dict(record.tags)
     tags.pop("mlflow.parentRunId", None)
     if parent:

@@ -23,7 +23,6 @@ PARENT_RUN_FILE = "mlflow_parent_run_id"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
-
 def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 

@@ -20,9 +20,7 @@ def system_metrics(run: TrackedRun | None, tracking: DictConfig) -> Iterator[Non
     try:
         import psutil  # noqa: F401  MLflow's sampler needs it; say so before the run, not in it
     except ImportError:
-        raise ConfigError(
-            "tracking.system_metrics=true needs psutil: pip install psutil"
-        ) from None
+        raise ConfigError("tracking.system_metrics=true needs psutil: pip install psutil") from None
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
     monitor = SystemMetricsMonitor(run.run_id, tracking_uri=tracking.uri)
