@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
 
 from benchmark.cli.job import run
 from benchmark.tracking.params import COMPARISON_PARAMS, config_hash, data_digest

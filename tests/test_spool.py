@@ -65,7 +65,8 @@ def test_a_killed_server_loses_nothing_and_the_spool_replays_exactly_once(tmp_pa
     uri = f"http://127.0.0.1:{port}"
     server = _server(tmp_path, port)
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
-    args = [*FAST, "training.epochs=200", f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path}/art"]  # fmt: skip
+    store = [f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path}/art"]
+    args = [*FAST, "training.epochs=200", *store]
     job = subprocess.Popen(
         [sys.executable, "-m", "benchmark.cli", *args],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -27,7 +27,7 @@ from benchmark.experiment.results import ExperimentResult
 from benchmark.reporting.plots import plot_roc
 from benchmark.reporting.summary import format_summary
 from benchmark.tracking.params import run_name
-from benchmark.tracking.record import open_configuration_run, record
+from benchmark.tracking.record import open_configuration_run, record_into
 from benchmark.tracking.run import TrackedRun
 from benchmark.tracking.spool import spool_message
 from benchmark.tracking.store import check_store
@@ -122,7 +122,7 @@ def _execute_and_record(cfg: DictConfig, plan, tracked: TrackedRun | None) -> Ru
         warnings.warn(message, stacklevel=2)
         text += f"\n\nWARNING: {message}"
     if tracked is not None:
-        record(tracked, result, lambda folder: write_views(result, text, folder))
+        record_into(tracked, result, lambda folder: write_views(result, text, folder))
     return RunOutcome(result, run_id, text)
 
 

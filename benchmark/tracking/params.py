@@ -6,9 +6,9 @@ comparison params of :func:`comparison_params`); settings that do not are tags.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
-import getpass
 import subprocess
 from importlib import metadata
 from pathlib import Path

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.data
-from mlflow.data.code_dataset_source import CodeDatasetSource
 import numpy as np
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.data.pool import Pool
@@ -54,15 +55,32 @@ def _dataset(x: np.ndarray, y: np.ndarray, config: dict[str, Any], split: str) -
     }
 
 
-def open_configuration_run(tracking: DictConfig, config: dict[str, Any], pool: Pool) -> TrackedRun:
-    """The configuration's run, RUNNING from now on, with its params, tags and datasets."""
-    client, experiment_id = open_store(tracking)
+def _start(
+    client: MlflowClient, experiment_id: str, config: dict[str, Any], parent: str | None
+) -> TrackedRun:
     tags = reproducibility_tags(config)
-    parent = current_parent_run()
     if parent:
         tags["mlflow.parentRunId"] = parent
     run = TrackedRun(client, experiment_id, run_name(config), tags)
     run.log(params=run_params(config))
+    return run
+
+
+def _start_run(
+    client: MlflowClient, experiment_id: str, config: dict[str, Any], parent: str | None
+) -> str:
+    """A configuration run (RUNNING) with its params and tags; its id (tests build stores so)."""
+    return _start(client, experiment_id, config, parent).run_id or ""
+
+
+def open_configuration_run(
+    tracking: DictConfig, config: dict[str, Any], pool: Pool | None = None
+) -> TrackedRun:
+    """The configuration's run, RUNNING from now on, with its params, tags and datasets."""
+    client, experiment_id = open_store(tracking)
+    run = _start(client, experiment_id, config, current_parent_run())
+    if pool is None:
+        return run
     run.log_inputs(
         [
             _dataset(pool.x, pool.y, config, "pool"),
@@ -128,6 +146,22 @@ def _packages(folder: Path) -> None:
 
 
 def record(
+    result: ExperimentResult, tracking: DictConfig, write_views: WriteViews | None = None
+) -> str:
+    """Open the configuration's run and record ``result`` into it (:func:`record_into`)."""
+    run = open_configuration_run(tracking, result.plan.config, result.plan.pool)
+    record_into(run, result, write_views)
+    return run.run_id or ""
+
+
+def record_failure(tracking: DictConfig, config: dict[str, Any], reason: str) -> str:
+    """Record a configuration that failed before it had a run open, as FAILED."""
+    run = open_configuration_run(tracking, config)
+    run.end("FAILED", reason)
+    return run.run_id or ""
+
+
+def record_into(
     run: TrackedRun, result: ExperimentResult, write_views: WriteViews | None = None
 ) -> None:
     """Log one configuration's result into its open run: metrics, a child run per target, the
