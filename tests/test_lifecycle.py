@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -110,3 +111,22 @@ def test_a_job_killed_in_training_is_killed_in_mlflow_and_a_relaunch_finishes_it
     assert relaunch.returncode == 0
     _, runs = _configuration_runs(store)
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+
+
+def test_a_backend_that_cannot_work_is_refused_before_training():
+    import pytest
+
+    from benchmark.errors import ConfigError
+    from benchmark.tracking.backend import check_backend
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cases = [
+        ("sqlite:///x.db", "x" * 1000, "tracking.experiment must have"),
+        (f"http://127.0.0.1:{port}", "mia-bench", "does not answer"),
+        ("postgresql+nodriver://u@h/db", "mia-bench", "needs the Python package 'nodriver'"),
+    ]
+    for uri, experiment, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            check_backend(uri, experiment)
