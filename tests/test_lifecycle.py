@@ -124,7 +124,7 @@ def test_a_backend_that_cannot_work_is_refused_before_training():
         port = s.getsockname()[1]
     cases = [
         ("sqlite:///x.db", "x" * 1000, "tracking.experiment must have"),
-        (f"http://127.0.0.1:{port}", "mia-bench", "does not answer"),
+        (f"http://127.0.0.1:{port}", "mia-bench", "cannot reach the MLflow server"),
         ("postgresql+nodriver://u@h/db", "mia-bench", "needs the Python package 'nodriver'"),
     ]
     for uri, experiment, message in cases:

@@ -57,8 +57,8 @@ def _check_server(uri: str) -> None:
             ok = answer.status == 200
     except (urllib.error.URLError, OSError) as exc:
         raise ConfigError(
-            f"the MLflow server at tracking.uri={uri} does not answer ({exc}); start it "
-            "(mlflow server --host 127.0.0.1 --port ...) or set tracking.uri to a reachable one"
+            f"cannot reach the MLflow server at tracking.uri={uri} ({exc}): start it "
+            "(mlflow server --host HOST --port PORT) or set tracking.uri to a running server"
         ) from None
     if not ok:
         raise ConfigError(f"the MLflow server at tracking.uri={uri} is not healthy; check it")
