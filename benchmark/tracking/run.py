@@ -94,11 +94,12 @@ class TrackedRun:
         name: str,
         tags: dict[str, str],
         record: RunRecord | None = None,
+        lost: str | None = None,
     ) -> None:
         self.client, self.experiment_id = client, experiment_id
         self.record = record or RunRecord(uuid.uuid4().hex, name, now_ms())
         self.record.tags.update({"mlflow.runName": name, UID_TAG: self.record.uid, **tags})
-        self.lost: str | None = None  # why MLflow stopped answering, once it did
+        self.lost = lost  # why MLflow stopped answering, once it did
         self.artifact_dir: Path | None = None
         created = self._call(
             client.create_run,
@@ -146,9 +147,7 @@ class TrackedRun:
     def child(self, name: str, tags: dict[str, str]) -> TrackedRun:
         """A child run (a target) under this one, recorded inside this run's record."""
         tags = {**tags, "mlflow.parentRunId": self.run_id or ""}
-        child = TrackedRun(self.client, self.experiment_id, name, tags)
-        if self.lost is not None:
-            child.lost = self.lost
+        child = TrackedRun(self.client, self.experiment_id, name, tags, lost=self.lost)
         self.record.children.append(child.record)
         return child
 
