@@ -1,8 +1,19 @@
-"""One job: check, execute and record one configuration, and say what happened."""
+"""One job: check, execute and record one configuration, and say what happened.
+
+The configuration's MLflow run opens RUNNING before training and always ends: FINISHED, FAILED
+with the reason (a crash, a diverged loss) or KILLED (Ctrl-C, SIGTERM). A tracker that fails
+midway loses nothing: the complete run goes to a spool, and two lines say where and how to
+upload it (:mod:`benchmark.tracking.spool`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +27,14 @@ from benchmark.experiment.results import ExperimentResult
 from benchmark.reporting.plots import plot_roc
 from benchmark.reporting.summary import format_summary
 from benchmark.tracking.params import run_name
-from benchmark.tracking.record import record, record_failure
+from benchmark.tracking.record import open_configuration_run, record_into
+from benchmark.tracking.run import TrackedRun
+from benchmark.tracking.spool import spool_message
 from benchmark.tracking.store import check_store
+from benchmark.tracking.system import system_metrics
 from benchmark.training.trained import TrainingDiverged
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,18 +45,75 @@ class RunOutcome:
     run_id: str | None
     summary: str
     failure: str | None = None
+    #: Set when the tracker failed: where the spooled run is and how to upload it (two lines).
+    spooled: str | None = None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the job is, so that its run ends KILLED like a Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` meanwhile (signals install in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _close(tracked: TrackedRun | None, cfg: DictConfig) -> str | None:
+    """The spool message when the tracker was lost; None when everything reached MLflow."""
+    if tracked is None or tracked.lost is None:
+        return None
+    folder = tracked.spool(Path(cfg.tracking.spool_dir), cfg.tracking.experiment)
+    message = spool_message(folder, tracked.lost, cfg.tracking.uri)
+    log.warning(message)
+    return message
 
 
 def run(cfg: DictConfig, show_progress: bool = True) -> RunOutcome:
     """Check, execute and record one configuration. Bad input raises ConfigError first."""
+    logging.captureWarnings(True)  # Opacus' warnings go to the job log, not into the bars
     plan = prepare(cfg, show_progress)
+    tracked = None
     if cfg.tracking.enabled:
         check_store(cfg.tracking)
+        tracked = open_configuration_run(cfg.tracking, plan.config, plan.pool)
+    with terminate_as_interrupt(), system_metrics(tracked, cfg.tracking):
+        try:
+            outcome = _execute_and_record(cfg, plan, tracked)
+        except KeyboardInterrupt as exc:
+            if tracked is not None:
+                tracked.end("KILLED", f"interrupted: {type(exc).__name__} {exc}".strip())
+                _close(tracked, cfg)
+            raise
+        except Exception as exc:
+            if tracked is not None:
+                tracked.end("FAILED", f"{type(exc).__name__}: {exc}")
+                _close(tracked, cfg)
+            raise
+    outcome.spooled = _close(tracked, cfg)
+    return outcome
+
+
+def _execute_and_record(cfg: DictConfig, plan, tracked: TrackedRun | None) -> RunOutcome:
+    run_id = tracked.run_id if tracked is not None else None
+    log.info("training and attacking: %s", plan.config["data"]["name"])
     try:
         result = execute(plan)
     except TrainingDiverged as exc:
         reason = f"training diverged: {exc}"
-        run_id = record_failure(cfg.tracking, plan.config, reason) if cfg.tracking.enabled else None
+        if tracked is not None:
+            tracked.end("FAILED", reason)
         return RunOutcome(None, run_id, reason, failure=reason)
     text = format_summary(result)
     violations = result.accountant_violations()
@@ -48,9 +121,8 @@ def run(cfg: DictConfig, show_progress: bool = True) -> RunOutcome:
         message = violation_message(violations)
         warnings.warn(message, stacklevel=2)
         text += f"\n\nWARNING: {message}"
-    run_id = None
-    if cfg.tracking.enabled:
-        run_id = record(result, cfg.tracking, lambda folder: write_views(result, text, folder))
+    if tracked is not None:
+        record_into(tracked, result, lambda folder: write_views(result, text, folder))
     return RunOutcome(result, run_id, text)
 
 

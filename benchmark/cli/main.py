@@ -47,7 +47,7 @@ def app(cfg: DictConfig) -> object:
     except ConfigError as exc:
         refuse(exc)
     print(outcome.summary)
-    print(_ui_hint(cfg, outcome.run_id))
+    print(outcome.spooled or _ui_hint(cfg, outcome.run_id))
     if outcome.failure:
         sys.exit(1)
     return None

@@ -91,12 +91,19 @@ class AttacksConfig:
 
 @dataclass
 class TrackingConfig:
+    """Where and how results are recorded; none of it changes a result (tags, not params)."""
+
     enabled: bool = True
-    uri: str = "sqlite:///results/mlflow.db"
+    #: ``MLFLOW_TRACKING_URI`` when it is set, else a local SQLite store (the one default).
+    uri: str = "${oc.env:MLFLOW_TRACKING_URI,sqlite:///results/mlflow.db}"
     artifact_location: str = "results/mlartifacts"
     experiment: str = "mia-bench"
     #: Sweeps only: a relaunched sweep skips configurations that already finished under its parent.
     resume: bool = True
+    #: Sample CPU, memory (and GPU) into the run with MLflow's own system-metrics monitor.
+    system_metrics: bool = False
+    #: Where a run goes when the tracker fails midway; ``mia-replay`` uploads it later.
+    spool_dir: str = "results/spool"
 
 
 @dataclass

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmark.config.compose import CONFIG_DIR, compose_config
-from benchmark.tracking.params import flatten, leaves
+from benchmark.tracking.params import COMPARISON_PARAMS, flatten, leaves
 
 #: Config groups whose option is named by the option's ``name`` field.
 NAMED_GROUPS = ("data", "model")
@@ -46,7 +46,12 @@ class Command:
 
 
 def _science(params: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in params.items() if not k.startswith(("tracking.", "hydra."))}
+    # The comparison params repeat what the configuration says; they are no override.
+    return {
+        k: v
+        for k, v in params.items()
+        if not k.startswith(("tracking.", "hydra.")) and k not in COMPARISON_PARAMS
+    }
 
 
 def _compose(overrides: list[str]) -> dict[str, Any] | None:

@@ -1,7 +1,12 @@
-"""A configuration as MLflow params and tags: flattened keys, its hash, provenance tags."""
+"""A configuration as MLflow params and tags: flattened keys, its hash, provenance tags.
+
+Params hold what changes results (the flattened configuration without ``tracking.*``, plus the
+comparison params of :func:`comparison_params`); settings that do not are tags.
+"""
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import subprocess
@@ -14,9 +19,33 @@ from hydra.core.hydra_config import HydraConfig
 PACKAGES = ("mia-bench", "torch", "opacus", "scikit-learn", "numpy", "mlflow", "hydra-core")
 
 
+#: Params every configuration run carries, so that any two runs compare on the same axes.
+COMPARISON_PARAMS = ("defense", "defense_option", "data", "model", "n_models", "canaries")
+
+
+def data_digest(data: dict[str, Any]) -> str:
+    """The content digest of the dataset's files (sha256 over every file's bytes, sorted by
+    path), or ``"builtin"`` for a dataset without files: two runs on different file contents
+    never share a config hash."""
+    path = data.get("path")
+    if not path or not Path(path).exists():
+        return "builtin"
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(root) if root.is_dir() else file.name).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def config_hash(config: dict[str, Any]) -> str:
-    """A stable hash of the scientific content of a configuration (tracking excluded)."""
+    """A stable hash of the scientific content of a configuration (tracking excluded) and of
+    the dataset files' content (:func:`data_digest`)."""
     science = {key: value for key, value in config.items() if key != "tracking"}
+    science["data_digest"] = data_digest(config["data"])
     return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -38,8 +67,14 @@ def launched_overrides() -> list[str] | None:
 
 
 def reproducibility_tags(config: dict[str, Any]) -> dict[str, str]:
+    """The tags reports depend on, MLflow's own source/user conventions, and the settings."""
+    commit = _git("rev-parse", "HEAD") or "unknown"
     tags = {
-        "git_commit": _git("rev-parse", "HEAD") or "unknown",
+        "git_commit": commit,
+        "mlflow.source.git.commit": commit,
+        "mlflow.source.name": "mia-bench",
+        "mlflow.source.type": "LOCAL",
+        "mlflow.user": getpass.getuser(),
         "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
         "config_hash": config_hash(config),
         "seed": str(config["seed"]),
@@ -49,6 +84,8 @@ def reproducibility_tags(config: dict[str, Any]) -> dict[str, str]:
         "model": config["model"]["name"],
         "attacker_knows_defense": str(config["attacker"]["knows_defense"]).lower(),
     }
+    # Settings that do not change results are tags, never params.
+    tags.update({f"tracking.{k}": str(v) for k, v in config.get("tracking", {}).items()})
     overrides = launched_overrides()
     if overrides is not None:  # what was typed; reports also rebuild a command from the params
         tags["overrides"] = json.dumps(overrides)
@@ -79,5 +116,49 @@ def flatten(config: Any) -> dict[str, str]:
     }
 
 
+def _defense_label(config: dict[str, Any]) -> str:
+    """``relaxloss alpha=1.0``: each defense with its scalar parameters."""
+    parts = []
+    for name, options in config["defense"].items():
+        values = leaves(options) if isinstance(options, dict) and options else {}
+        shown = " ".join(f"{k}={v}" for k, v in values.items() if not isinstance(v, (list, dict)))
+        parts.append(f"{name} {shown}".strip())
+    return " + ".join(parts) or "none"
+
+
 def run_name(config: dict[str, Any]) -> str:
-    return f"{config['data']['name']}-{config['model']['name']}-{'+'.join(config['defense'])}"
+    """A run name that says what differs: ``relaxloss alpha=1.0 · 16 models · canaries=100 ·
+    seed 0`` (the defense's parameters carry epsilon, k, ...)."""
+    parts = [_defense_label(config), f"{config['protocol']['n_models']} models"]
+    if config["protocol"].get("canaries"):
+        parts.append(f"canaries={config['protocol']['canaries']}")
+    parts.append(f"seed {config['seed']}")
+    return " · ".join(parts)
+
+
+def defense_option() -> str | None:
+    """The Hydra choice of the defense group (``strength/relaxloss_high``), when Hydra runs."""
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("defense")
+
+
+def comparison_params(config: dict[str, Any]) -> dict[str, str]:
+    """The same comparison axes on every configuration run (:data:`COMPARISON_PARAMS`)."""
+    defense = "+".join(config["defense"]) or "none"
+    return {
+        "defense": defense,
+        "defense_option": defense_option() or defense,
+        "data": config["data"]["name"],
+        "model": config["model"]["name"],
+        "n_models": str(config["protocol"]["n_models"]),
+        "canaries": str(config["protocol"]["canaries"]),
+    }
+
+
+def run_params(config: dict[str, Any]) -> dict[str, str]:
+    """A configuration run's params: the flattened configuration but ``tracking.*``, and the
+    comparison params (``seed``, ``attacker.knows_defense`` and the defenses' parameters are
+    among the flattened keys)."""
+    science = {key: value for key, value in config.items() if key != "tracking"}
+    return {**flatten(science), **comparison_params(config)}

@@ -1,59 +1,110 @@
 """Recording configurations in MLflow (ARCHITECTURE.md, "Tracking").
 
-One run per configuration holds the mean of every metric over targets with ``_ci_low`` and
-``_ci_high`` beside it; a child run per target holds its own values; a sweep's jobs hang under one
-parent run, created before any job starts by :class:`benchmark.cli.sweep.SweepCallback`.
+One run per configuration, opened RUNNING when the job starts (:func:`open_configuration_run`),
+holds the mean of every metric over targets with ``_ci_low`` and ``_ci_high`` beside it; a child
+run per target holds its own values; a sweep's jobs hang under one parent run, created before any
+job starts by :class:`benchmark.cli.sweep.SweepCallback`. A run the tracker lost midway is written
+to a spool (:meth:`benchmark.tracking.run.TrackedRun.spool`) instead.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import mlflow.data
 import numpy as np
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark.data.pool import Pool
 from benchmark.evaluation.audit import violation_tags
 from benchmark.evaluation.keys import interval_keys, not_applicable_tag
 from benchmark.experiment.results import ExperimentResult
-from benchmark.tracking.params import flatten, reproducibility_tags, run_name
+from benchmark.tracking.params import data_digest, reproducibility_tags, run_name, run_params
+from benchmark.tracking.run import TrackedRun
 from benchmark.tracking.store import current_parent_run, open_store
 
-_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
+#: The headline keys compared across runs on one axis, whichever attacks apply to a release.
+STRONGEST_KEYS = ("auc", "tpr_at_fpr_0.001", "advantage", "eps_lb")
 
 
-def _log(client: MlflowClient, run_id: str, params=None, metrics=None, tags=None) -> None:
-    params = [Param(k, v[:6000]) for k, v in (params or {}).items()]
-    for i in range(0, len(params), _BATCH):
-        client.log_batch(run_id, params=params[i : i + _BATCH])
-    metrics = [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items() if np.isfinite(v)]
-    for i in range(0, len(metrics), 1000):
-        client.log_batch(run_id, metrics=metrics[i : i + 1000])
-    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+def _dataset(x: np.ndarray, y: np.ndarray, config: dict[str, Any], split: str) -> dict[str, Any]:
+    """An MLflow dataset entity: its digest combines the arrays (MLflow's own digest) and the
+    files' bytes, so different file contents never look alike."""
+    data = config["data"]
+    source = (
+        str(Path(data["path"]).resolve())
+        if data.get("path")
+        else CodeDatasetSource(tags={"loader": f"benchmark.data:{data['name']}"})
+    )
+    dataset = mlflow.data.from_numpy(x, targets=y, source=source, name=f"{data['name']}-{split}")
+    entity = dataset._to_mlflow_entity()
+    return {
+        "name": entity.name,
+        "digest": f"{entity.digest}-{data_digest(data)}"[:36],
+        "source_type": entity.source_type,
+        "source": entity.source,
+        "schema": entity.schema,
+        "profile": entity.profile,
+        "context": "training" if split == "pool" else "evaluation",
+    }
+
+
+def _start(
+    client: MlflowClient, experiment_id: str, config: dict[str, Any], parent: str | None
+) -> TrackedRun:
+    tags = reproducibility_tags(config)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    run = TrackedRun(client, experiment_id, run_name(config), tags)
+    run.log(params=run_params(config))
+    return run
 
 
 def _start_run(
     client: MlflowClient, experiment_id: str, config: dict[str, Any], parent: str | None
 ) -> str:
-    tags = {"mlflow.runName": run_name(config), **reproducibility_tags(config)}
-    if parent:
-        tags["mlflow.parentRunId"] = parent
-    run = client.create_run(experiment_id, tags=tags)
-    _log(client, run.info.run_id, params=flatten(config))
-    return run.info.run_id
+    """A configuration run (RUNNING) with its params and tags; its id (tests build stores so)."""
+    return _start(client, experiment_id, config, parent).run_id or ""
 
 
-def record_failure(tracking: DictConfig, config: dict[str, Any], reason: str) -> str:
-    """Record a configuration that failed while training (e.g. a diverged loss) as FAILED."""
+def open_configuration_run(
+    tracking: DictConfig, config: dict[str, Any], pool: Pool | None = None
+) -> TrackedRun:
+    """The configuration's run, RUNNING from now on, with its params, tags and datasets."""
     client, experiment_id = open_store(tracking)
-    run_id = _start_run(client, experiment_id, config, current_parent_run())
-    _log(client, run_id, tags={"failure_reason": reason[:5000]})
-    client.set_terminated(run_id, "FAILED")
-    return run_id
+    run = _start(client, experiment_id, config, current_parent_run())
+    if pool is None:
+        return run
+    run.log_inputs(
+        [
+            _dataset(pool.x, pool.y, config, "pool"),
+            _dataset(pool.x_test, pool.y_test, config, "test"),
+        ]
+    )
+    return run
+
+
+def strongest(summary: dict[str, float]) -> tuple[dict[str, float], dict[str, str]]:
+    """``privacy/strongest/<key>``: the largest mean of each headline key over the attacks that
+    applied, and the attack's name as a tag."""
+    metrics, tags = {}, {}
+    for key in STRONGEST_KEYS:
+        values = {
+            name.split("/")[1]: value
+            for name, value in summary.items()
+            if name.startswith("privacy/") and name.endswith(f"/{key}") and name.count("/") == 2
+        }
+        if values:
+            attack = max(values, key=values.__getitem__)
+            metrics[f"privacy/strongest/{key}"] = values[attack]
+            tags[f"privacy/strongest/{key}"] = attack
+    return metrics, tags
 
 
 def _write_artifacts(result: ExperimentResult, folder: Path) -> None:
@@ -88,37 +139,57 @@ def configuration_metrics(result: ExperimentResult) -> dict[str, float]:
 WriteViews = Callable[[Path], None]
 
 
+def _packages(folder: Path) -> None:
+    """Every installed distribution with its version: the environment, in full."""
+    names = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()})
+    (folder / "requirements-installed.txt").write_text("\n".join(names) + "\n")
+
+
 def record(
     result: ExperimentResult, tracking: DictConfig, write_views: WriteViews | None = None
 ) -> str:
-    """Log one configuration: its run, a child run per target, and the artifacts.
+    """Open the configuration's run and record ``result`` into it (:func:`record_into`)."""
+    run = open_configuration_run(tracking, result.plan.config, result.plan.pool)
+    record_into(run, result, write_views)
+    return run.run_id or ""
+
+
+def record_failure(tracking: DictConfig, config: dict[str, Any], reason: str) -> str:
+    """Record a configuration that failed before it had a run open, as FAILED."""
+    run = open_configuration_run(tracking, config)
+    run.end("FAILED", reason)
+    return run.run_id or ""
+
+
+def record_into(
+    run: TrackedRun, result: ExperimentResult, write_views: WriteViews | None = None
+) -> None:
+    """Log one configuration's result into its open run: metrics, a child run per target, the
+    artifacts, the summary as the run's note; then FINISHED.
 
     ``write_views`` adds the files that present the result (summary, ROC figure): presenting is
     the reporting layer's job, so the caller passes it in.
     """
-    config = result.plan.config
-    client, experiment_id = open_store(tracking)
-    run_id = _start_run(client, experiment_id, config, current_parent_run())
     summary = configuration_metrics(result)
+    best, best_tags = strongest(summary)
     not_applicable = {not_applicable_tag(k): v for k, v in result.not_applicable().items()}
     audit = violation_tags(result.accountant_violations(), result.epsilons is not None)
-    _log(client, run_id, metrics=summary, tags={**not_applicable, **audit, "device": result.device})
+    tags = {**not_applicable, **audit, **best_tags, "device": result.device}
+    run.log(metrics={**summary, **best}, tags=tags)
     for position, k in enumerate(result.targets):
-        child = client.create_run(
-            experiment_id,
-            tags={"mlflow.parentRunId": run_id, "mlflow.runName": f"target-{k}", **not_applicable},
-        )
-        _log(
-            client,
-            child.info.run_id,
+        child = run.child(f"target-{k}", not_applicable)
+        child.log(
             params={"target": str(k), "model_seed": str(result.plan.membership.seeds[k])},
             metrics=result.target_metrics(position),
         )
-        client.set_terminated(child.info.run_id, "FINISHED")
+        child.end("FINISHED")
     with tempfile.TemporaryDirectory() as folder:
         _write_artifacts(result, Path(folder))
+        _packages(Path(folder))
         if write_views is not None:
             write_views(Path(folder))
-        client.log_artifacts(run_id, folder)
-    client.set_terminated(run_id, "FINISHED")
-    return run_id
+        note = Path(folder) / "summary.md"
+        if note.exists():
+            run.log(tags={"mlflow.note.content": note.read_text()})
+        run.log_artifacts(Path(folder))
+    run.end("FINISHED")

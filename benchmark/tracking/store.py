@@ -22,8 +22,11 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from benchmark.errors import ConfigError
+from benchmark.tracking.backend import bound_retries, check_backend
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
+#: MLflow 3 opens an experiment tagged so in its model-training view (the UI reads this tag).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -32,6 +35,7 @@ def sqlite_path(uri: str) -> Path | None:
 
 def check_store(tracking: DictConfig) -> None:
     """Refuse a store location that cannot be written, before anything trains."""
+    check_backend(tracking.uri, tracking.experiment)
     db = sqlite_path(tracking.uri)
     if db is not None and db.exists() and not (db.is_file() and os.access(db, os.W_OK)):
         raise ConfigError(
@@ -85,6 +89,7 @@ def open_store(tracking: DictConfig) -> tuple[MlflowClient, str]:
     Runs under :func:`store_lock`: a fresh store is migrated, and the experiment created, by
     exactly one of the processes that open it at the same moment.
     """
+    bound_retries()
     with store_lock(tracking.uri):
         return _open_store(tracking)
 
@@ -97,7 +102,7 @@ def _open_store(tracking: DictConfig) -> tuple[MlflowClient, str]:
     location = Path(tracking.artifact_location)
     location.mkdir(parents=True, exist_ok=True)
     return client, client.create_experiment(
-        tracking.experiment, artifact_location=location.resolve().as_uri()
+        tracking.experiment, artifact_location=location.resolve().as_uri(), tags=EXPERIMENT_KIND
     )
 
 

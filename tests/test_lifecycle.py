@@ -1,0 +1,132 @@
+"""The configuration run's lifecycle in MLflow: RUNNING from the start, real timestamps,
+MLflow's conventions, dataset lineage, comparison params; KILLED on SIGTERM, then relaunched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from benchmark.cli.job import run
+from benchmark.tracking.params import COMPARISON_PARAMS, config_hash, data_digest
+from tests.conftest import FAST
+
+RESERVED = ("mlflow.source.git.commit", "mlflow.source.name", "mlflow.user", "mlflow.runName")
+
+
+def _configuration_runs(store: Path) -> tuple[MlflowClient, list]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+    experiment = client.get_experiment_by_name("mia-bench")
+    if experiment is None:
+        return client, []
+    runs = client.search_runs([experiment.experiment_id], "tags.config_hash LIKE '%'")
+    return client, runs
+
+
+def test_a_finished_run_spans_the_job_and_carries_lineage_and_comparison_params(
+    make_config, tmp_path
+):
+    before = time.time() * 1000
+    outcome = run(make_config(FAST, track=True), show_progress=False)
+    after = time.time() * 1000
+    client, runs = _configuration_runs(tmp_path / "results")
+    [parent] = runs
+    info = parent.info
+    assert parent.info.run_id == outcome.run_id and info.status == "FINISHED"
+    assert before <= info.start_time < info.end_time <= after
+    history = client.get_metric_history(info.run_id, "utility/test_acc")
+    assert history and all(info.start_time <= m.timestamp <= info.end_time for m in history)
+    tags, params = parent.data.tags, parent.data.params
+    assert all(tags.get(key) for key in RESERVED)
+    assert tags["mlflow.source.git.commit"] == tags["git_commit"]
+    assert "seed 0" in tags["mlflow.runName"] and "4 models" in tags["mlflow.runName"]
+    assert tags["mlflow.note.content"].strip()
+    inputs = {d.dataset.name: d for d in parent.inputs.dataset_inputs}
+    assert set(inputs) == {"synthetic-pool", "synthetic-test"}
+    contexts = {d.dataset.name: d.tags[0].value for d in inputs.values()}
+    assert contexts == {"synthetic-pool": "training", "synthetic-test": "evaluation"}
+    assert all(d.dataset.digest for d in inputs.values())
+    for key in (*COMPARISON_PARAMS, "seed", "attacker.knows_defense"):
+        assert key in params, key
+    assert params["defense"] == "none" and params["n_models"] == "4"
+    assert not [key for key in params if key.startswith("tracking.")]
+    assert tags["tracking.experiment"] == "mia-bench"
+    strongest = parent.data.metrics["privacy/strongest/auc"]
+    aucs = [v for k, v in parent.data.metrics.items() if k.endswith("/auc") and k.count("/") == 2]
+    assert strongest == max(aucs) and tags["privacy/strongest/auc"]
+    experiment = client.get_experiment(info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    names = {a.path for a in client.list_artifacts(info.run_id)}
+    assert "requirements-installed.txt" in names
+
+
+def test_one_changed_byte_of_a_dataset_file_changes_its_digest_and_the_config_hash(tmp_path):
+    path = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(50, 4)).astype(np.float32), rng.integers(0, 2, 50)
+    np.savez(path, x=x, y=y)  # uncompressed: a changed byte is a changed value, still loadable
+    config = {"data": {"name": "npz", "path": str(path)}, "seed": 0}
+    digest, hashed = data_digest(config["data"]), config_hash(config)
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(x.tobytes())] ^= 1  # the first byte of x's values
+    path.write_bytes(bytes(raw))
+    assert data_digest(config["data"]) != digest and config_hash(config) != hashed
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "benchmark.cli", *args]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def test_a_job_killed_in_training_is_killed_in_mlflow_and_a_relaunch_finishes_it(tmp_path):
+    store = tmp_path / "results"
+    args = [
+        *FAST,
+        "training.epochs=400",
+        f"tracking.uri=sqlite:///{store}/mlflow.db",
+        f"tracking.artifact_location={store}/art",
+    ]
+    job = _cli(args, tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and not _configuration_runs(store)[1]:
+        assert job.poll() is None, job.stdout.read()
+        time.sleep(0.5)
+    [opened] = _configuration_runs(store)[1]
+    assert opened.info.status == "RUNNING"
+    job.send_signal(signal.SIGTERM)
+    job.wait(timeout=60)
+    _, [killed] = _configuration_runs(store)
+    assert killed.info.status == "KILLED" and "interrupted" in killed.data.tags["killed_reason"]
+    relaunch = _cli(args[:-3] + args[-2:], tmp_path)  # the same configuration, fewer epochs
+    relaunch.communicate(timeout=300)
+    assert relaunch.returncode == 0
+    _, runs = _configuration_runs(store)
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+
+
+def test_a_backend_that_cannot_work_is_refused_before_training():
+    import pytest
+
+    from benchmark.errors import ConfigError
+    from benchmark.tracking.backend import check_backend
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cases = [
+        ("sqlite:///x.db", "x" * 1000, "tracking.experiment must have"),
+        (f"http://127.0.0.1:{port}", "mia-bench", "cannot reach the MLflow server"),
+        ("postgresql+nodriver://u@h/db", "mia-bench", "needs the Python package 'nodriver'"),
+    ]
+    for uri, experiment, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            check_backend(uri, experiment)
