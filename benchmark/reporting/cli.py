@@ -24,7 +24,7 @@ the latest run; the others are listed beside it.
 The --out folder receives:
   report.md, report.html  the report (the HTML embeds its figures and stands alone)
   results.csv             one row per configuration run: params.*, tags.*, metrics.* (mean over
-                          targets, with _ci_low/_ci_high: 95% Student-t interval over targets),
+                          targets, with _ci_low/_ci_high: 95% bootstrap interval over pool points),
                           floats written exactly as MLflow stores them
   table.tex               the summary table (LaTeX, needs \\usepackage{booktabs})
   figures/                utility-privacy tradeoff (test accuracy vs the strongest attack's TPR at

@@ -12,7 +12,7 @@ From an experiment, a sweep's parent run, or a list of runs, :func:`build_report
 
 Runs come from :mod:`~benchmark.reporting.queries`, one per configuration hash
 (:func:`~benchmark.reporting.runs.merge_reruns`). Values are means over targets with 95%
-Student-t intervals over targets, as recorded by :mod:`benchmark.tracking.record`.
+bootstrap intervals over pool points, as recorded by :mod:`benchmark.tracking.record`.
 """
 
 from __future__ import annotations

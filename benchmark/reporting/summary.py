@@ -31,7 +31,7 @@ COLUMNS = (
     ("TPR@1%FPR", tpr_at(0.01)),
     ("ε lower bound", EPS_LB),
 )
-#: Fewer targets than this leave wide Student-t intervals (t_{0.975, 3} = 3.2 vs 1.96).
+#: Fewer targets than this leave a mean over few models: wide intervals, noisy low-FPR values.
 FEW_TARGETS = 5
 #: Fewer models than this leave LiRA and RMIA few shadows (Carlini et al. 2022 use 64+).
 FEW_MODELS = 16
