@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -38,3 +40,27 @@ def progress(
         count += 1
         yield item
     log.info("%s: %d %s(s) in %.1f s", desc, count, unit, time.perf_counter() - start)
+
+
+#: Where the training engines report each epoch's metrics (the open MLflow run, when a job sets
+#: one): ``sink(epoch, {"train/loss": ..., "train/acc": ...})``. A context variable, so that the
+#: engines need no tracking argument and a shadow training can switch it off.
+EpochSink = Callable[[int, dict[str, float]], None]
+_epoch_sink: ContextVar[EpochSink | None] = ContextVar("epoch_sink", default=None)
+
+
+@contextmanager
+def reporting_epochs(sink: EpochSink | None) -> Iterator[None]:
+    """Send the engines' per-epoch metrics to ``sink`` (None: nowhere) inside the block."""
+    token = _epoch_sink.set(sink)
+    try:
+        yield
+    finally:
+        _epoch_sink.reset(token)
+
+
+def report_epoch(epoch: int, metrics: dict[str, float]) -> None:
+    """One epoch's training metrics, to the current sink (a no-op without one)."""
+    sink = _epoch_sink.get()
+    if sink is not None:
+        sink(epoch, metrics)

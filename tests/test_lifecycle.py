@@ -43,6 +43,11 @@ def test_a_finished_run_spans_the_job_and_carries_lineage_and_comparison_params(
     assert before <= info.start_time < info.end_time <= after
     history = client.get_metric_history(info.run_id, "utility/test_acc")
     assert history and all(info.start_time <= m.timestamp <= info.end_time for m in history)
+    epochs = client.get_metric_history(info.run_id, "train/loss")
+    assert sorted(m.step for m in epochs) == [1, 2, 3]  # FAST trains 3 epochs
+    assert all(info.start_time <= m.timestamp <= info.end_time for m in epochs)
+    accuracy = client.get_metric_history(info.run_id, "train/acc")
+    assert len(accuracy) == 3 and all(0 <= m.value <= 1 for m in accuracy)
     tags, params = parent.data.tags, parent.data.params
     assert all(tags.get(key) for key in RESERVED)
     assert tags["mlflow.source.git.commit"] == tags["git_commit"]
@@ -102,10 +107,18 @@ def test_a_job_killed_in_training_is_killed_in_mlflow_and_a_relaunch_finishes_it
         time.sleep(0.5)
     [opened] = _configuration_runs(store)[1]
     assert opened.info.status == "RUNNING"
+    client = _configuration_runs(store)[0]
+    while time.time() < deadline and not client.get_metric_history(
+        opened.info.run_id, "train/loss"
+    ):
+        assert job.poll() is None, job.stdout.read()
+        time.sleep(0.2)
     job.send_signal(signal.SIGTERM)
     job.wait(timeout=60)
     _, [killed] = _configuration_runs(store)
     assert killed.info.status == "KILLED" and "interrupted" in killed.data.tags["killed_reason"]
+    trained = client.get_metric_history(killed.info.run_id, "train/loss")
+    assert 1 <= len(trained) < 400  # per-epoch metrics up to the kill
     relaunch = _cli(args[:-3] + args[-2:], tmp_path)  # the same configuration, fewer epochs
     relaunch.communicate(timeout=300)
     assert relaunch.returncode == 0

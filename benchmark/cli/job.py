@@ -24,6 +24,7 @@ from benchmark.evaluation.keys import POPULATION
 from benchmark.experiment.execute import execute
 from benchmark.experiment.plan import prepare
 from benchmark.experiment.results import ExperimentResult
+from benchmark.progress import reporting_epochs
 from benchmark.reporting.plots import plot_roc
 from benchmark.reporting.summary import format_summary
 from benchmark.tracking.params import run_name
@@ -108,8 +109,10 @@ def run(cfg: DictConfig, show_progress: bool = True) -> RunOutcome:
 def _execute_and_record(cfg: DictConfig, plan, tracked: TrackedRun | None) -> RunOutcome:
     run_id = tracked.run_id if tracked is not None else None
     log.info("training and attacking: %s", plan.config["data"]["name"])
+    sink = tracked.progress_sink() if tracked is not None else None
     try:
-        result = execute(plan)
+        with reporting_epochs(sink):
+            result = execute(plan)
     except TrainingDiverged as exc:
         reason = f"training diverged: {exc}"
         if tracked is not None:

@@ -6,7 +6,6 @@ Train, release, compute the signals, attack every target (leave-one-out) and eva
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from attacks.base import Attack, attacker_view, memoise_query
 from benchmark.evaluation.audit import EpsilonAudit, audit_delta, audit_targets
@@ -15,6 +14,7 @@ from benchmark.evaluation.metrics import RocEvaluation, evaluate
 from benchmark.evaluation.results import AttackResult
 from benchmark.experiment.plan import Plan
 from benchmark.experiment.results import ExperimentResult
+from benchmark.progress import progress, reporting_epochs
 from benchmark.release.api import Release
 from benchmark.signals.arrays import Signals
 from benchmark.signals.compute import compute_signals
@@ -106,7 +106,8 @@ def train_shadows(plan: Plan, models: Models) -> Models:
     is, and then the undefended shadows *are* the targets (same recipe, same seeds)."""
     if plan.shadow_recipe is None or plan.shadow_recipe == plan.recipe:
         return models
-    return train(plan.shadow_recipe, plan.pool, plan.membership, progress=plan.show_progress)
+    with reporting_epochs(None):  # the run's training metrics are the targets' alone
+        return train(plan.shadow_recipe, plan.pool, plan.membership, progress=plan.show_progress)
 
 
 def execute(plan: Plan) -> ExperimentResult:
@@ -127,9 +128,7 @@ def execute(plan: Plan) -> ExperimentResult:
     )
     results = [
         run_attack(attack, signals, plan, models, release, shadow_models, shadow_signals)
-        for attack in tqdm(
-            plan.attacks, desc="attacks", unit="attack", disable=not plan.show_progress
-        )
+        for attack in progress(plan.attacks, "attacks", unit="attack", enabled=plan.show_progress)
     ]
     utility = _utility(models, release, plan, signals)
     return ExperimentResult(

@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from benchmark.data.custom import locate
 from benchmark.data.pool import Pool
 from benchmark.errors import ConfigError
 from benchmark.models.base import build_model
 from benchmark.models.custom import check_output
+from benchmark.progress import progress as show_progress
 from benchmark.protocol.membership import Membership
 from benchmark.training.recipe import Recipe
 from benchmark.training.steps import init_model
@@ -132,7 +132,7 @@ def train_custom(
     target = str(recipe.loop)
     device = resolve_device(recipe.device)
     modules, epsilons = [], []
-    for k in tqdm(range(membership.n_models), desc="training", unit="model", disable=not progress):
+    for k in show_progress(range(membership.n_models), "training", "model", enabled=progress):
         members, seed = membership.members(k), int(membership.seeds[k])
         model = init_model(recipe, pool, seed).to(device)
         x = torch.as_tensor(pool.x[members], device=device)

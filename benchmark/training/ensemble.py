@@ -22,9 +22,10 @@ import logging
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from benchmark.data.pool import Pool
+from benchmark.progress import progress as show_progress
+from benchmark.progress import report_epoch
 from benchmark.protocol.membership import Membership
 from benchmark.training.functional_ensemble import train_functional
 from benchmark.training.recipe import Recipe
@@ -70,16 +71,29 @@ def fit(
     ]
     n_train = int(membership.matrix[0].sum())
     steps = recipe.epochs * -(-n_train // recipe.batch_size)
+    steps_per_epoch = steps // recipe.epochs
+    epoch_loss = epoch_hits = 0.0
     ensemble.train()
-    for batches in tqdm(
-        zip(*orders, strict=True), total=steps, desc="training", unit="step", disable=not progress
+    for step, batches in enumerate(
+        show_progress(
+            zip(*orders, strict=True), "training", unit="step", enabled=progress, total=steps
+        )
     ):
         inputs, labels = stacked_batch(x, y, torch.as_tensor(np.stack(batches), device=x.device))
-        losses = per_model_loss(ensemble(inputs), labels, recipe.label_smoothing).mean(0)
+        logits = ensemble(inputs)
+        losses = per_model_loss(logits, labels, recipe.label_smoothing).mean(0)
         check_finite(losses)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         optimizer.step()
+        # Mean over the K models of the epoch's batch losses and training accuracy.
+        epoch_loss += float(losses.detach().mean())
+        epoch_hits += float((logits.detach().argmax(-1) == labels).float().mean())
+        if (step + 1) % steps_per_epoch == 0:
+            epoch = (step + 1) // steps_per_epoch
+            train = {"train/loss": epoch_loss / steps_per_epoch}
+            report_epoch(epoch, {**train, "train/acc": epoch_hits / steps_per_epoch})
+            epoch_loss = epoch_hits = 0.0
 
 
 def train_ensemble(

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm.auto import tqdm
 
 from benchmark.data.pool import Pool
+from benchmark.progress import progress as show_progress
 from benchmark.protocol.membership import Membership
 from benchmark.training.recipe import Recipe
 from benchmark.training.stacked_steps import check_finite
@@ -120,8 +120,8 @@ def train_functional(
     ]
     steps = recipe.epochs * -(-int(membership.matrix[0].sum()) // recipe.batch_size)
     ensemble.train()
-    for batches in tqdm(
-        zip(*orders, strict=True), total=steps, desc="training", unit="step", disable=not progress
+    for batches in show_progress(
+        zip(*orders, strict=True), "training", unit="step", enabled=progress, total=steps
     ):
         index = torch.as_tensor(np.stack(batches), device=device)  # [K, B]
         logits = ensemble(x[index])

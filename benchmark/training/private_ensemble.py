@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from opacus.grad_sample import GradSampleModuleFastGradientClipping
 from opacus.optimizers import DPOptimizerFastGradientClipping
-from tqdm.auto import tqdm
 
 import benchmark.training.stacked_samplers  # noqa: F401  (registers the samplers of the stacked layers)
+from benchmark.progress import progress as show_progress
 from benchmark.protocol.membership import Membership
 from benchmark.training.accounting import (
     DPParams,
@@ -143,8 +143,8 @@ def fit_private(
         accountant.get_optimizer_hook_fn(sample_rate=schedule.sample_rate)
     )
     sampler = torch.Generator(x.device).manual_seed(seed)
-    for _ in tqdm(
-        range(schedule.steps), desc="training (DP-SGD)", unit="step", disable=not progress
+    for _ in show_progress(
+        range(schedule.steps), "training (DP-SGD)", unit="step", enabled=progress
     ):
         index, mask = poisson_batch(members, schedule.sample_rate, sampler)
         inputs, labels = stacked_batch(x, y, index)

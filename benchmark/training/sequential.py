@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from benchmark.data.pool import Pool
+from benchmark.progress import progress as show_progress
 from benchmark.protocol.membership import Membership
 from benchmark.training.hooks import Batch, FitContext, HookRun, MemberSplit, split_members
 from benchmark.training.recipe import Recipe
@@ -94,7 +94,7 @@ def train_sequential(
     device = resolve_device(recipe.device)
     modules, epsilons = [], []
     held_out = np.zeros(membership.matrix.shape, dtype=bool)
-    for k in tqdm(range(membership.n_models), desc="training", unit="model", disable=not progress):
+    for k in show_progress(range(membership.n_models), "training", "model", enabled=progress):
         members, seed = membership.members(k), int(membership.seeds[k])
         if recipe.dp is None:
             result = fit(recipe, pool, members, seed, device)
