@@ -13,7 +13,7 @@ shadow membership through :attr:`AttackerView.in_shadows` / :attr:`AttackerView.
 keep, for every point, the same number ``c_i = min(n_in, n_out)`` of IN and of OUT shadows, chosen
 at random. The shadow data an attack sees for a point then has the same distribution whether or not
 the target trained on it (``c_i`` is symmetric in the two groups), so no attack can profit from
-the protocol's structure; ``tests/test_attack_leakage.py`` checks this for every attack.
+the protocol's structure; ``tests/attacks/test_attack_leakage.py`` checks this for every attack.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The default configuration's metrics, bit for bit, as recorded before the architecture change.
 
-``tests/data/default_run_metrics.json`` holds the configuration run's metrics that ``mia-bench``
+``tests/fixtures/default_run_metrics.json`` holds the configuration run's metrics that ``mia-bench``
 (no override) logged to MLflow at commit 12ce83c. A refactor that changes any of them changed
 behaviour; a change that means to (a new interval, say) updates the file and says why.
 """
@@ -17,7 +17,7 @@ from benchmark.experiment.plan import prepare
 from benchmark.tracking.record import configuration_metrics
 from tests.conftest import compose_config
 
-BASELINE = Path(__file__).parent / "data" / "default_run_metrics.json"
+BASELINE = Path(__file__).parent / "fixtures" / "default_run_metrics.json"
 
 
 @pytest.mark.slow

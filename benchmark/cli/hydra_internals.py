@@ -5,7 +5,7 @@ parse ``mia-bench``'s options with Hydra's own argument parser, parse each overr
 override grammar, expand a sweep as Hydra's basic sweeper expands it, compose each job, and read
 Hydra's error messages. Hydra (1.3) exposes only part of that publicly; the rest lives under
 ``hydra._internal``. Nothing else in the project imports ``hydra._internal``, the override parser
-or the sweeper (``tests/test_hydra_internals.py`` pins the behaviour relied on here).
+or the sweeper (``tests/cli/test_hydra_internals.py`` pins the behaviour relied on here).
 """
 
 from __future__ import annotations

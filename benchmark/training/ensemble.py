@@ -7,7 +7,7 @@ decay) and Adam update every parameter element-wise, so one optimizer over the s
 is exactly ``K`` independent optimizers. Each model starts from its own initialisation and sees
 its own batches (:func:`benchmark.training.init_model` and :func:`benchmark.training.batch_order`,
 the same calls the sequential engine makes), so model ``k`` equals the sequentially trained
-model ``k`` up to floating-point error; ``tests/test_ensemble.py`` checks this.
+model ``k`` up to floating-point error; ``tests/training/test_ensemble.py`` checks this.
 
 DP-SGD (``recipe.dp``) trains the stacked network through Opacus, with per-model clipping
 (:mod:`benchmark.training.private_ensemble`).

@@ -9,7 +9,7 @@ of model ``k``'s own mean batch loss, and Adam and SGD update element-wise, so o
 the stacked parameters is ``K`` independent optimizers. Each model starts from its own
 initialisation and reads its own batch order (the calls the sequential engine makes), so model
 ``k`` equals the sequentially trained model ``k`` up to floating-point error
-(``tests/test_byo.py`` checks this).
+(``tests/training/test_byo.py`` checks this).
 
 Only modules without batch-dependent state qualify (:func:`why_not_functional`): a buffer
 (BatchNorm's running statistics) is updated in place during training, which ``functional_call``

@@ -7,7 +7,7 @@ norm per model (``[B, K]``), so each model's examples are clipped to ``C`` by th
 norm; Opacus's ``DPOptimizerFastGradientClipping`` then adds Gaussian noise of standard deviation
 ``sigma * C`` to every element of the stacked gradient (independent noise for every model) and
 divides by the expected batch size. This is DP-SGD (Abadi et al. 2016, Algorithm 1) for each of
-the ``K`` models, as ``PrivacyEngine`` runs it for one; ``tests/test_dpsgd.py`` checks the
+the ``K`` models, as ``PrivacyEngine`` runs it for one; ``tests/training/test_dpsgd.py`` checks the
 clipping, the noise and the epsilon against Opacus's reference path.
 
 Each model draws its own Poisson batches from its own members; the ``K`` batches are padded to the

@@ -31,7 +31,7 @@ from benchmark.tracking.params import config_hash, flatten
 from benchmark.tracking.record import record, record_failure
 from defenses.base import DEFENSES
 from tests.conftest import FAST, compose_config
-from tests.test_audit_run import OVERFIT
+from tests.evaluation.test_audit_run import OVERFIT
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

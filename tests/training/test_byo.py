@@ -20,7 +20,7 @@ from benchmark.experiment.plan import prepare
 from benchmark.training.engines import train
 from tests.conftest import REPO, compose_config
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "byo"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "byo"
 SMALL = ["protocol.n_models=4", "training.epochs=2"]
 MODEL = ["model=custom", "model._target_=byo_example.nets.ResidualNet", "+model.width=16"]
 DATA = ["data=custom", "data._target_=byo_example.data.load"]

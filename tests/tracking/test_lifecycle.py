@@ -87,7 +87,7 @@ def test_one_changed_byte_of_a_dataset_file_changes_its_digest_and_the_config_ha
 
 def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "benchmark.cli", *args]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
 

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from benchmark.tracking.spool import main as replay_main
 from tests.conftest import FAST
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:

@@ -19,7 +19,7 @@ from benchmark.data.pool import load_raw
 from benchmark.data.safe_pickle import load_pickle
 from benchmark.errors import ConfigError
 from tests.conftest import REPO, run_cli
-from tests.test_data import data_config, write_cifar10
+from tests.data.test_data import data_config, write_cifar10
 
 
 class Exploit:

@@ -170,7 +170,7 @@ def test_accountant_violations_and_tags():
 @pytest.mark.parametrize("target_epsilon", [1.0, 8.0])
 def test_dp_runs_never_exceed_the_accountant(make_config, target_epsilon: float) -> None:
     from benchmark.cli.job import run
-    from tests.test_audit_run import OVERFIT
+    from tests.evaluation.test_audit_run import OVERFIT
 
     overrides = [*OVERFIT, "defense=dpsgd", f"defense.dpsgd.target_epsilon={target_epsilon}"]
     outcome = run(make_config(overrides), show_progress=False)

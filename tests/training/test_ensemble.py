@@ -72,7 +72,9 @@ def test_ensemble_model_k_equals_sequential_model_k(make_config, model, optimize
     assert max(moved) > 1e-2
 
 
-@pytest.mark.parametrize("name", sorted(set(MODELS) - {"custom"}))  # custom: tests/test_byo.py
+@pytest.mark.parametrize(
+    "name", sorted(set(MODELS) - {"custom"})
+)  # custom: tests/training/test_byo.py
 def test_every_zoo_model_stacks_and_computes_what_each_model_computes(name):
     shape = (1, 8, 8)
     modules = [build_model(name, shape, 5, channels=[4, 8], hidden=[16, 8]) for _ in range(3)]
