@@ -46,6 +46,9 @@ def app(cfg: DictConfig) -> object:
         outcome = run(cfg)
     except ConfigError as exc:
         refuse(exc)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the job has marked its run KILLED
+        print("mia-bench: interrupted; the run is marked KILLED in MLflow", file=sys.stderr)
+        sys.exit(130)
     print(outcome.summary)
     print(outcome.spooled or _ui_hint(cfg, outcome.run_id))
     if outcome.failure:

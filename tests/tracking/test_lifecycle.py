@@ -89,7 +89,9 @@ def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "benchmark.cli", *args]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_a_job_killed_in_training_is_killed_in_mlflow_and_a_relaunch_finishes_it(tmp_path):
@@ -114,7 +116,8 @@ def test_a_job_killed_in_training_is_killed_in_mlflow_and_a_relaunch_finishes_it
         assert job.poll() is None, job.stdout.read()
         time.sleep(0.2)
     job.send_signal(signal.SIGTERM)
-    job.wait(timeout=60)
+    assert job.wait(timeout=60) == 130
+    assert "Traceback" not in job.stderr.read()
     _, [killed] = _configuration_runs(store)
     assert killed.info.status == "KILLED" and "interrupted" in killed.data.tags["killed_reason"]
     trained = client.get_metric_history(killed.info.run_id, "train/loss")
