@@ -50,6 +50,9 @@ def compose_config(overrides: list[str], store: Path | None = None) -> DictConfi
 
 REPO = Path(__file__).resolve().parent.parent
 
+# tracking.uri defaults to $MLFLOW_TRACKING_URI: tests never write into the user's own store.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     """``mia-bench ARGS`` as a user runs it, in a subprocess, from ``cwd``."""

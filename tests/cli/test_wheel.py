@@ -52,7 +52,7 @@ def user(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A working folder outside the checkout, and an environment that cannot see the checkout."""
     folder = tmp_path / "work"
     folder.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
     env["PYTHONNOUSERSITE"] = "1"
     return folder, env
 

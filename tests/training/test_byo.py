@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from benchmark.cli.job import run
 from benchmark.errors import ConfigError
@@ -95,8 +95,9 @@ def test_cli_runs_own_model_data_and_loop_into_mlflow(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
     finished = [
         r for r in runs if r.info.status == "FINISHED" and "utility/test_acc" in r.data.metrics
     ]
@@ -173,5 +174,5 @@ def test_loop_failing_midway_marks_the_run_failed(tmp_path: Path) -> None:
     loop = ["training=custom", "training._target_=byo_example.train.fit_fails"]
     outcome = run(config(*DATA, *loop, store=store), show_progress=False)
     assert outcome.result is None and "CUDA out of memory (simulated)" in str(outcome.failure)
-    mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
-    assert mlflow.get_run(outcome.run_id).info.status == "FAILED"
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+    assert client.get_run(outcome.run_id).info.status == "FAILED"
