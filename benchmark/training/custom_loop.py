@@ -53,7 +53,8 @@ WHAT = "a function fit(model, features, labels, seed, device)"
 #: the base optimiser settings (the loop has its own). Any other field set away from its default
 #: is a training-time defense, which only the harness's loops implement.
 def _harness_only(recipe: Recipe) -> list[str]:
-    """The recipe fields set that only the harness's own loop applies (a custom loop refuses them)."""
+    """The recipe fields set that only the harness's own loop applies (a custom loop refuses
+    them)."""
     applied = {
         "weight_decay": recipe.weight_decay != 0,
         "label_smoothing": recipe.label_smoothing != 0,

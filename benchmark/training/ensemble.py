@@ -1,13 +1,14 @@
 """The ensemble engine: all ``K`` models of a configuration trained at once, as one network.
 
-The models are stacked (:mod:`benchmark.training.stacking`) and trained with one optimizer on the loss
-``sum_k mean_batch_k loss_k``. The gradient of that sum with respect to model ``k``'s parameters
-is the gradient of model ``k``'s own mean batch loss, and SGD (with momentum and coupled weight
-decay) and Adam update every parameter element-wise, so one optimizer over the stacked parameters
-is exactly ``K`` independent optimizers. Each model starts from its own initialisation and sees
-its own batches (:func:`benchmark.training.init_model` and :func:`benchmark.training.batch_order`,
-the same calls the sequential engine makes), so model ``k`` equals the sequentially trained
-model ``k`` up to floating-point error; ``tests/training/test_ensemble.py`` checks this.
+The models are stacked (:mod:`benchmark.training.stacking`) and trained with one optimizer on
+the loss ``sum_k mean_batch_k loss_k``. The gradient of that sum with respect to model ``k``'s
+parameters is the gradient of model ``k``'s own mean batch loss, and SGD (with momentum and
+coupled weight decay) and Adam update every parameter element-wise, so one optimizer over the
+stacked parameters is exactly ``K`` independent optimizers. Each model starts from its own
+initialisation and sees its own batches (:func:`benchmark.training.init_model` and
+:func:`benchmark.training.batch_order`, the same calls the sequential engine makes), so model
+``k`` equals the sequentially trained model ``k`` up to floating-point error;
+``tests/training/test_ensemble.py`` checks this.
 
 DP-SGD (``recipe.dp``) trains the stacked network through Opacus, with per-model clipping
 (:mod:`benchmark.training.private_ensemble`).

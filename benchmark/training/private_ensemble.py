@@ -1,14 +1,15 @@
 """DP-SGD for a stacked ensemble, through Opacus, with every model clipped and noised on its own.
 
 Opacus's ghost clipping (Li et al. 2022, "Large Language Models Can Be Strong Differentially
-Private Learners"; Opacus's ``GradSampleModuleFastGradientClipping``) runs unchanged on the stacked
-network: the norm samplers of :mod:`benchmark.training.stacked_samplers` report each example's gradient
-norm per model (``[B, K]``), so each model's examples are clipped to ``C`` by that model's own
-norm; Opacus's ``DPOptimizerFastGradientClipping`` then adds Gaussian noise of standard deviation
-``sigma * C`` to every element of the stacked gradient (independent noise for every model) and
-divides by the expected batch size. This is DP-SGD (Abadi et al. 2016, Algorithm 1) for each of
-the ``K`` models, as ``PrivacyEngine`` runs it for one; ``tests/training/test_dpsgd.py`` checks the
-clipping, the noise and the epsilon against Opacus's reference path.
+Private Learners"; Opacus's ``GradSampleModuleFastGradientClipping``) runs unchanged on the
+stacked network: the norm samplers of :mod:`benchmark.training.stacked_samplers` report each
+example's gradient norm per model (``[B, K]``), so each model's examples are clipped to ``C`` by
+that model's own norm; Opacus's ``DPOptimizerFastGradientClipping`` then adds Gaussian noise of
+standard deviation ``sigma * C`` to every element of the stacked gradient (independent noise for
+every model) and divides by the expected batch size. This is DP-SGD (Abadi et al. 2016,
+Algorithm 1) for each of the ``K`` models, as ``PrivacyEngine`` runs it for one;
+``tests/training/test_dpsgd.py`` checks the clipping, the noise and the epsilon against Opacus's
+reference path.
 
 Each model draws its own Poisson batches from its own members; the ``K`` batches are padded to the
 largest one and the padding is masked out of the loss, so it contributes no gradient.

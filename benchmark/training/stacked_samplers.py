@@ -16,8 +16,8 @@ is ``||g|| ||a||``, so no per-sample gradient is ever materialised. Convolutions
 materialise per-sample gradients (they are small) and take norms per model. The convolution's
 grad sampler is written per group, because Opacus's computes every pair of groups and keeps the
 diagonal, which is ``K`` times the work and memory for ``K`` stacked models. Every parameter is
-model-major (see :mod:`benchmark.training.stacking`), which is what makes the reshape to ``[B, K, -1]``
-pick out each model's block.
+model-major (see :mod:`benchmark.training.stacking`), which is what makes the reshape to
+``[B, K, -1]`` pick out each model's block.
 
 Importing this module registers the samplers.
 """

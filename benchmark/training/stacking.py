@@ -13,8 +13,8 @@ layer that applies the ``K`` models' copies of it in one call:
 * element-wise layers (ReLU, dropout) need no change.
 
 Every stacked parameter is model-major: its first dimension indexes the models (``K`` rows, or
-``K`` contiguous blocks of rows). :mod:`benchmark.training.stacked_samplers` relies on this to compute the
-per-sample gradient norm of each model separately, for DP-SGD.
+``K`` contiguous blocks of rows). :mod:`benchmark.training.stacked_samplers` relies on this to
+compute the per-sample gradient norm of each model separately, for DP-SGD.
 
 We stack layers by hand rather than with ``torch.func.vmap`` over ``functional_call``. Both
 run the same batched kernels and trained equally fast on the default MLP (``benchmark.bench.speed``
