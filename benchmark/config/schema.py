@@ -51,7 +51,7 @@ class ModelConfig:
 
 @dataclass
 class TrainingConfig:
-    """The base training recipe, before any defense changes it (:mod:`benchmark.training.recipe`)."""
+    """The base training recipe, before defenses change it (:mod:`benchmark.training.recipe`)."""
 
     engine: str = "ensemble"
     device: str = "auto"
