@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from benchmark.cli.main import main
 from benchmark.config.compose import to_container
 from benchmark.errors import ConfigError
 from benchmark.experiment.plan import prepare
 from benchmark.protocol.membership import MAX_MATRIX_ENTRIES, make_membership
 from benchmark.training.engines import train
+from tests.cli.test_bad_input import refuse
 from tests.conftest import FAST, compose_config, run_cli
 
 
@@ -50,19 +50,6 @@ def files(tmp_path: Path) -> Path:
     _csv(folder / "six_rows.csv", "a,label", [f"{i},{i % 2}" for i in range(6)])
     _csv(folder / "header_only.csv", "a,b,label", [])
     return folder
-
-
-def refuse(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """Run ``mia-bench argv``; assert one line on stderr, status 2, no traceback."""
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    out, err = capsys.readouterr()
-    assert exit_.value.code == 2, (out, err)
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("mia-bench: error: ")
-    return lines[0]
 
 
 # (name, overrides after FAST, a piece of the expected line). {files} is the data folder.
