@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from benchmark.cli.job import run
 from benchmark.cli.preflight import check_command_line
-from benchmark.cli.sweep import in_sweep, run_job
+from benchmark.cli.sweep import in_sweep, run_job, ui_hint
 from benchmark.config.compose import CONFIG_DIR
 from benchmark.errors import ConfigError
 from benchmark.reporting.cli import main as report
@@ -34,7 +34,7 @@ def _ui_hint(cfg: DictConfig, run_id: str | None) -> str:
         return "tracking disabled: nothing recorded"
     return (
         f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}'.\n"
-        f"Open the UI with:  mlflow ui --backend-store-uri {cfg.tracking.uri}"
+        f"{ui_hint(cfg.tracking.uri)}"
     )
 
 
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def report_main() -> None:
-    """``mia-report``: see :mod:`benchmark.reporting.report`."""
+    """``mia-report``: see :mod:`benchmark.reporting.cli`."""
     sys.exit(report())
 
 

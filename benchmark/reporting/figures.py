@@ -67,10 +67,10 @@ def roc_figure(run: ConfigRun, path: Path) -> Path | None:
     """Log-log ROC curves of every attack on the population, recomputed from the run's scores
     and membership; the recorded ``roc.png`` when those are missing."""
     if "scores.npz" in run.artifacts and "signals.npz" in run.artifacts:
-        with np.load(run.artifacts["signals.npz"]) as signals:
+        with np.load(run.artifacts["signals.npz"], allow_pickle=False) as signals:
             membership, canary = signals["membership"], signals["canary"]
         population = ~canary
-        with np.load(run.artifacts["scores.npz"]) as archive:
+        with np.load(run.artifacts["scores.npz"], allow_pickle=False) as archive:
             targets = archive["targets"]
             curves = {
                 name: [

@@ -15,9 +15,9 @@ from mlflow.entities import Run
 from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from tqdm.auto import tqdm
 
 from benchmark.errors import ConfigError
+from benchmark.progress import progress as show_progress
 from benchmark.reporting.runs import CONFIG_HASH_TAG, ConfigRun
 from benchmark.tracking.store import sqlite_path
 
@@ -170,7 +170,7 @@ def fetch_artifacts(
     """Download the artifacts the report uses (:data:`ARTIFACTS`) into ``folder``."""
     # One bar over runs, not MLflow's own bar per file.
     os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")
-    for run in tqdm(runs, desc="artifacts", unit="run", disable=not progress):
+    for run in show_progress(runs, "artifacts", unit="run", enabled=progress):
         try:
             available = {a.path for a in client.list_artifacts(run.run_id)}
         except (MlflowException, OSError):
