@@ -7,6 +7,7 @@ an unknown key is refused before anything runs. Values whose bounds depend on ea
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,13 +90,23 @@ class AttacksConfig:
     suite: dict[str, Any] = field(default_factory=dict)
 
 
+#: The store runs go to when neither ``tracking.uri`` nor ``MLFLOW_TRACKING_URI`` says otherwise.
+LOCAL_TRACKING_URI = "sqlite:///results/mlflow.db"
+
+
+def default_tracking_uri() -> str:
+    """``tracking.uri``'s default resolved now: ``MLFLOW_TRACKING_URI``, else the local store."""
+    return os.environ.get("MLFLOW_TRACKING_URI", LOCAL_TRACKING_URI)
+
+
 @dataclass
 class TrackingConfig:
     """Where and how results are recorded; none of it changes a result (tags, not params)."""
 
     enabled: bool = True
-    #: ``MLFLOW_TRACKING_URI`` when it is set, else a local SQLite store (the one default).
-    uri: str = "${oc.env:MLFLOW_TRACKING_URI,sqlite:///results/mlflow.db}"
+    #: ``MLFLOW_TRACKING_URI`` when it is set, else the local SQLite store (see
+    #: :func:`default_tracking_uri`, the same rule outside Hydra).
+    uri: str = "${oc.env:MLFLOW_TRACKING_URI," + LOCAL_TRACKING_URI + "}"
     artifact_location: str = "results/mlartifacts"
     experiment: str = "mia-bench"
     #: Sweeps only: a relaunched sweep skips configurations that already finished under its parent.

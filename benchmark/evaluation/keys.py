@@ -43,6 +43,11 @@ def tpr_at(level: float) -> str:
 HEADLINE = tpr_at(HEADLINE_FPR)
 ROC_METRICS = (AUC, *(tpr_at(level) for level in FPR_LEVELS), ADVANTAGE, BALANCED_ACCURACY)
 
+#: ``privacy/strongest/<key>``: not an attack but, per key, the largest mean over the attacks
+#: that applied (one axis that compares every run, whatever attacks apply to its release).
+STRONGEST = "strongest"
+STRONGEST_KEYS = (AUC, HEADLINE, ADVANTAGE, "eps_lb")
+
 
 def utility_key(metric: str) -> str:
     return f"{UTILITY}/{metric}"

@@ -14,8 +14,16 @@ from pathlib import Path
 
 import defenses  # noqa: F401  (registers every defense, so each one's family can be read)
 from benchmark.errors import ConfigError
-from benchmark.evaluation.keys import AUC, HEADLINE, POPULATION, interval_keys, privacy_key
+from benchmark.evaluation.keys import (
+    AUC,
+    HEADLINE,
+    POPULATION,
+    STRONGEST,
+    interval_keys,
+    privacy_key,
+)
 from benchmark.evaluation.metrics import Interval
+from benchmark.tracking.params import COMPARISON_PARAMS
 from defenses.base import DEFENSES
 
 CONFIG_HASH_TAG = "config_hash"
@@ -83,9 +91,10 @@ class ConfigRun:
         return Interval(self.metrics.get(key, nan), low, high)
 
     def attacks(self, group: str = POPULATION) -> list[str]:
-        """The attacks with metrics in ``group``, alphabetically."""
+        """The attacks with metrics in ``group``, alphabetically (not the strongest-of axis)."""
         prefix = f"{group}/"
-        return sorted({k.split("/")[1] for k in self.metrics if k.startswith(prefix)})
+        names = {k.split("/")[1] for k in self.metrics if k.startswith(prefix)}
+        return sorted(names - {STRONGEST})
 
     def strongest(self, group: str = POPULATION, metric: str = HEADLINE) -> str | None:
         """The attack with the largest mean ``metric`` (ties: larger AUC)."""
@@ -124,8 +133,9 @@ def merge_reruns(runs: Sequence[ConfigRun]) -> list[ConfigRun]:
 
 
 def varying_params(runs: Sequence[ConfigRun]) -> list[str]:
-    """The params (tracking settings aside) whose values differ between the runs."""
-    keys = sorted({k for r in runs for k in r.params if not k.startswith("tracking.")})
+    """The configuration params whose values differ between the runs (not the comparison
+    params: each restates the defense or a configuration key)."""
+    keys = sorted({k for r in runs for k in r.params if k not in COMPARISON_PARAMS})
     return [k for k in keys if len({r.params.get(k) for r in runs}) > 1]
 
 

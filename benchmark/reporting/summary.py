@@ -8,7 +8,7 @@ import shlex
 
 import numpy as np
 
-from benchmark.config.schema import TrackingConfig
+from benchmark.config.schema import default_tracking_uri
 from benchmark.evaluation.keys import (
     AUC,
     CANARY,
@@ -161,9 +161,9 @@ def _warnings(result: ExperimentResult) -> list[str]:
 def next_step(result: ExperimentResult, run_id: str) -> str:
     """Where the run is and the commands that show more of it."""
     tracking = result.plan.config.get("tracking") or {}
-    uri = tracking.get("uri", TrackingConfig.uri)
+    uri = tracking.get("uri") or default_tracking_uri()
     report = ["mia-report", run_id, "--out", f"results/report-{run_id[:8]}"]
-    if uri != TrackingConfig.uri:
+    if uri != default_tracking_uri():
         report[2:2] = ["--tracking-uri", uri]
     return (
         f"**Next:** `mlflow ui --backend-store-uri {uri}` shows run {run_id} with its artifacts "

@@ -23,6 +23,7 @@ from benchmark.reporting.document import (
     to_markdown,
 )
 from benchmark.reporting.runs import ConfigRun, varying_params
+from benchmark.tracking.params import COMPARISON_PARAMS
 
 #: Params every row of results.csv carries, besides those that vary between the runs.
 KEY_PARAMS = (
@@ -64,7 +65,7 @@ def _metric_columns(runs: Sequence[ConfigRun]) -> list[str]:
 
 def write_csv(runs: Sequence[ConfigRun], path: Path) -> Path:
     """One row per configuration run; MLflow's column names; floats written with ``repr``."""
-    params = list(dict.fromkeys([*KEY_PARAMS, *varying_params(runs)]))
+    params = list(dict.fromkeys([*COMPARISON_PARAMS, *KEY_PARAMS, *varying_params(runs)]))
     tags = sorted({k for r in runs for k in r.tags if not k.startswith("mlflow.")})
     metrics = _metric_columns(runs)
     header = ["run_id", "run_name", "status", "key", "label", "family", "parent_run_id"]

@@ -23,14 +23,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.data.pool import Pool
 from benchmark.evaluation.audit import violation_tags
-from benchmark.evaluation.keys import interval_keys, not_applicable_tag
+from benchmark.evaluation.keys import (
+    POPULATION,
+    STRONGEST,
+    STRONGEST_KEYS,
+    interval_keys,
+    not_applicable_tag,
+    privacy_key,
+)
 from benchmark.experiment.results import ExperimentResult
 from benchmark.tracking.params import data_digest, reproducibility_tags, run_name, run_params
 from benchmark.tracking.run import TrackedRun
 from benchmark.tracking.store import current_parent_run, open_store
 
 #: The headline keys compared across runs on one axis, whichever attacks apply to a release.
-STRONGEST_KEYS = ("auc", "tpr_at_fpr_0.001", "advantage", "eps_lb")
 
 
 def _dataset(x: np.ndarray, y: np.ndarray, config: dict[str, Any], split: str) -> dict[str, Any]:
@@ -102,8 +108,8 @@ def strongest(summary: dict[str, float]) -> tuple[dict[str, float], dict[str, st
         }
         if values:
             attack = max(values, key=values.__getitem__)
-            metrics[f"privacy/strongest/{key}"] = values[attack]
-            tags[f"privacy/strongest/{key}"] = attack
+            metrics[privacy_key(POPULATION, STRONGEST, key)] = values[attack]
+            tags[privacy_key(POPULATION, STRONGEST, key)] = attack
     return metrics, tags
 
 

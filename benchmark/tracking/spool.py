@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from mlflow.entities import Metric, ViewType
 from mlflow.tracking import MlflowClient
 
+from benchmark.config.schema import default_tracking_uri
 from benchmark.tracking.run import (
     COMPLETE_TAG,
     UID_TAG,
@@ -26,8 +26,6 @@ from benchmark.tracking.run import (
     dataset_inputs,
     log_batch,
 )
-
-DEFAULT_URI = "sqlite:///results/mlflow.db"
 
 
 def spool_message(folder: Path, reason: str, uri: str) -> str:
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="spool folders (results/spool/<id>)")
     parser.add_argument(
         "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI),
+        default=default_tracking_uri(),
         help="the store to upload into (default: MLFLOW_TRACKING_URI, else the local SQLite)",
     )
     args = parser.parse_args(argv)

@@ -24,7 +24,7 @@ from benchmark.reporting.figures import pareto_front
 from benchmark.reporting.provenance import reproduce_command
 from benchmark.reporting.queries import open_client, select_runs
 from benchmark.reporting.report import build_report
-from benchmark.reporting.runs import ConfigRun, defense_family, merge_reruns
+from benchmark.reporting.runs import ConfigRun, defense_family, label_runs, merge_reruns
 from benchmark.reporting.sections import comparability_warning
 from benchmark.reporting.summary import format_summary, strongest_attack
 from benchmark.tracking.params import config_hash, flatten
@@ -257,12 +257,13 @@ def test_runs_are_selected_by_sweep_or_ids(store, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_reports_a_sweep_and_explains_itself(store, tmp_path, capsys):
+def test_cli_reports_a_sweep_and_explains_itself(store, tmp_path, capsys, monkeypatch):
     out = tmp_path / "sweep-report"
     (out / "figures").mkdir(parents=True)
     (out / "figures" / "roc-99.png").write_bytes(PNG)  # from an earlier, larger report
-    argv = ["--sweep", store.sweep, "--tracking-uri", store.uri, "--out", str(out), "--no-progress"]
-    assert main(argv) == 0
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)  # the store without --tracking-uri
+    assert main(["--sweep", store.sweep, "--out", str(out), "--no-progress"]) == 0
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert figures == ["canaries.png", "epsilons.png", "roc-00.png", "roc-01.png", "tradeoff.png"]
     text = (out / "report.md").read_text()
@@ -278,6 +279,7 @@ def test_cli_reports_a_sweep_and_explains_itself(store, tmp_path, capsys):
     help_text = capsys.readouterr().out
     for word in ("--experiment", "--sweep", "--tracking-uri", "results.csv", "table.tex", "eps"):
         assert word in help_text
+    assert "MLFLOW_TRACKING_URI when set" in help_text and "${" not in help_text
 
 
 def test_pareto_front():
@@ -322,6 +324,21 @@ def test_reruns_with_one_config_hash_are_one_configuration():
     merged = merge_reruns(runs)
     assert [r.run_id for r in merged] == ["b", "c", "d"]  # the latest of each, failures apart
     assert merged[1].reruns == ["a"] and merged[0].reruns == [] and merged[2].reruns == []
+
+
+def test_labels_name_what_differs_once_and_the_strongest_axis_is_no_attack():
+    params = {"defense": "none", "defense_option": "none", "canaries": "0"}
+    runs = [
+        _run("a", 1, "h1", **params, **{"protocol.canaries": "0"}),
+        _run("b", 2, "h2", **{**params, "canaries": "100"}, **{"protocol.canaries": "100"}),
+    ]
+    label_runs(runs)
+    assert [r.label for r in runs] == ["none (protocol.canaries=0)", "none (protocol.canaries=100)"]
+    runs[0].metrics = {
+        "privacy/lira/tpr_at_fpr_0.001": 0.01,
+        "privacy/strongest/tpr_at_fpr_0.001": 0.01,
+    }
+    assert runs[0].attacks() == ["lira"] and runs[0].strongest() == "lira"
 
 
 def test_different_n_models_are_flagged_as_not_comparable():
