@@ -22,7 +22,8 @@ over the targets:
 A point's contribution carries its scores and memberships in *all* targets, so the per-model
 randomness (training seed, membership) rides along with the point: this is the bootstrap of a
 mean of exchangeable per-point vectors (Efron & Tibshirani 1993, ch. 6). The interval is the
-percentile interval of ``mean*_b`` (ibid., section 13.3), clipped to the metric's range.
+percentile interval of ``mean*_b`` (ibid., section 13.3) moved by the replicates' median bias
+(:func:`percentile_interval`: it matters for TPR at 0.1% FPR), clipped to the metric's range.
 
 Two alternatives are kept for the coverage benchmark: ``two_way``, the pigeonhole bootstrap of
 crossed random effects (Owen 2007, "The pigeonhole bootstrap", Ann. Appl. Stat. 1(2)), which also
@@ -152,11 +153,24 @@ def percentile_interval(
     confidence: float = 0.95,
     bounds: tuple[float, float] = (-np.inf, np.inf),
 ) -> Interval:
-    """``mean`` with the percentile interval of its bootstrap ``replicates``, clipped to
-    ``bounds``; no interval (NaN) when fewer than half the replicates are defined."""
+    """``mean`` with the percentile interval of its bootstrap ``replicates`` moved by their
+    median bias, clipped to ``bounds``; no interval (NaN) when fewer than half the replicates
+    are defined.
+
+    The interval is ``[mean + q_a - q_.5, mean + q_(1-a) - q_.5]`` (``q`` the replicates'
+    quantiles, ``a = (1 - confidence) / 2``): the percentile interval (Efron & Tibshirani 1993,
+    section 13.3) translated so that its median sits on the estimate, i.e. corrected by the
+    bootstrap's estimate ``q_.5 - mean`` of the median bias (ibid., ch. 10). For a smooth metric
+    (AUC, TPR at 1% FPR) the bias is negligible and the two coincide. At 0.1% FPR with a few
+    hundred non-members per target the TPR is "members above every non-member", a maximum-type
+    statistic whose resamples (which can only drop the highest non-member) sit above the
+    estimate: the plain percentile interval then excluded its own mean in 2-4 of 10 seeds and
+    covered 60-70% (``python -m benchmark.bench.coverage``); moved, it always contains the mean.
+    """
     finite = replicates[np.isfinite(replicates)]
     if len(finite) < max(2, len(replicates) // 2):
         return Interval(mean, float("nan"), float("nan"))
     alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return Interval(mean, float(max(low, bounds[0])), float(min(high, bounds[1])))
+    low, median, high = np.quantile(finite, [alpha, 0.5, 1.0 - alpha])
+    shift = mean - median
+    return Interval(mean, float(max(low + shift, bounds[0])), float(min(high + shift, bounds[1])))

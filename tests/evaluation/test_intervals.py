@@ -75,10 +75,12 @@ def mean_and_interval(scores, membership, seed: int, key: str):
     return percentile_interval(float(plain), replicates, bounds=(0.0, 1.0))
 
 
-@pytest.mark.parametrize("key", ["auc", "tpr_at_fpr_0.1"])
+@pytest.mark.parametrize("key", ["auc", "tpr_at_fpr_0.001"])
 def test_the_interval_covers_the_expected_mean_of_simulated_experiments(key):
     # The sampling distribution is known by simulation: 300 independent experiments; their
     # grand mean is the expected mean up to sd / sqrt(300), a tenth of an interval's half-width.
+    # At 0.1% FPR with 100 non-members the TPR is "members above every non-member": its
+    # resamples sit above the estimate, and the plain percentile interval covered 77%.
     rng = np.random.default_rng(11)
     intervals = [mean_and_interval(*simulated_experiment(rng), seed=s, key=key) for s in range(300)]
     means = np.array([i.mean for i in intervals])
@@ -86,5 +88,6 @@ def test_the_interval_covers_the_expected_mean_of_simulated_experiments(key):
     coverage = np.mean([i.low <= truth <= i.high for i in intervals])
     width = np.median([i.high - i.low for i in intervals])
     assert 0.90 <= coverage <= 0.99, coverage
+    assert all(i.low <= i.mean <= i.high for i in intervals)
     # Not merely wide: the width is within 30% of the one the true spread implies.
     assert width / (2 * 1.96 * means.std(ddof=1)) == pytest.approx(1.0, abs=0.3)
