@@ -116,20 +116,21 @@ def train_ensemble(
     y = torch.as_tensor(pool.y, device=device)
     # Dropout masks come from the global generator: seed it so that a run is reproducible.
     torch.manual_seed(int(membership.seeds[0]))
-    epsilons = None
+    epsilons, canaries = None, None
     if recipe.dp is None:
         fit(ensemble, recipe, x, y, membership, progress)
     else:
         try:
             from benchmark.training.private_ensemble import fit_private  # imports Opacus (seconds)
 
-            epsilons = fit_private(ensemble, recipe, x, y, membership, progress)
+            epsilons, canaries = fit_private(ensemble, recipe, x, y, membership, progress)
         except NotStackable as exc:
             return _fall_back(str(exc), recipe, pool, membership, progress)
     ensemble.unstack_into(modules)
     # No hook runs here (see unsupported), so every model fits all of its members.
     held_out = np.zeros(membership.matrix.shape, dtype=bool)
-    return Models([m.to(device).eval() for m in modules], device, epsilons, held_out)
+    trained = [m.to(device).eval() for m in modules]
+    return Models(trained, device, epsilons, held_out, canaries=canaries)
 
 
 def _fall_back(
