@@ -2,8 +2,9 @@
 
 Nasr et al. 2023 ("Tight Auditing of Differentially Private Machine Learning", Section 4, Dirac
 canaries) and Steinke, Nasr & Jagielski 2023 ("Privacy Auditing with One (1) Training Run",
-Section 6): each of ``m`` canaries is a gradient of norm ``C`` (the clipping bound) along one
-coordinate of the model's parameters, the same ``m`` distinct coordinates in every model. Each
+Section 6): each of ``m`` canaries is a gradient along one coordinate of the model's parameters,
+the same ``m`` distinct coordinates in every model, of norm ``10 C`` before clipping and ``C``
+(the clipping bound) after Opacus's clipping rule (:func:`clipping_coefficient`). Each
 canary is included in each model with probability 1/2, independently (seeded); an included
 canary is Poisson-sampled into every step with the real points' rate ``q``, and when sampled its
 gradient is added to the clipped gradient sum *before* the noise: to DP-SGD it is one more

@@ -401,3 +401,19 @@ def test_strongest_attack_breaks_ties_by_auc():
     attacks += [_Attack("c", {"privacy": [1]}), _Attack("n/a", {})]
     assert strongest_attack(_Result(attacks), summary) == "b"
     assert strongest_attack(_Result([_Attack("n/a", {})]), summary) is None
+
+
+def test_the_report_shows_the_canary_audit_beside_the_accountant():
+    from benchmark.reporting.sections import canary_audit_table
+
+    metrics = {
+        "dp/epsilon": 8.0,
+        "audit/whitebox_gdp/eps_lb": 4.6,
+        "audit/whitebox_gdp/mu_lb": 1.04,
+        "audit/whitebox_runs/eps_lb": 1.9,
+        "privacy/lira/eps_lb": 0.02,
+    }
+    run = ConfigRun("r1", "FINISHED", 0, {}, {}, metrics)
+    (table,) = canary_audit_table(run)
+    assert table.rows == [["whitebox_gdp", "4.6", "8"], ["whitebox_runs", "1.9", "8"]]
+    assert canary_audit_table(ConfigRun("r2", "FINISHED", 0, {}, {}, {"dp/epsilon": 8.0})) == []
