@@ -107,9 +107,10 @@ def audit_table(result: ExperimentResult) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for bound in result.dp_audit:
-        guesses = (
-            f"{bound.guesses} ({bound.correct})" if bound.guesses else f"μ ≥ {bound.mu_lb:.3g}"
-        )
+        if bound.guesses:
+            guesses = f"{bound.guesses} ({bound.correct})"
+        else:  # a GDP estimate, or a one-run bound no guess count made positive
+            guesses = f"μ ≥ {bound.mu_lb:.3g}" if np.isfinite(bound.mu_lb) else "–"
         flag = " **exceeds the accountant**" if bound.eps_lb > claimed + 1e-9 else ""
         lines.append(
             f"| {bound.method} | {bound.eps_lb:.3g}{flag} | {claimed:.3g} | {bound.canaries} | "

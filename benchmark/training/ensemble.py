@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from benchmark.data.pool import Pool
+from benchmark.errors import ConfigError
 from benchmark.progress import progress as show_progress
 from benchmark.progress import report_epoch
 from benchmark.protocol.membership import Membership
@@ -136,6 +137,11 @@ def train_ensemble(
 def _fall_back(
     reason: str, recipe: Recipe, pool: Pool, membership: Membership, progress: bool
 ) -> Models:
+    if recipe.audit_canaries:  # the canaries live in the stacked private loop only
+        raise ConfigError(
+            f"audit=whitebox needs the stacked DP-SGD of training.engine=ensemble, which cannot "
+            f"train this recipe ({reason}): use audit=none"
+        )
     # A model the stacked layers cannot stack may still train at once through torch.func (the
     # generic path, benchmark.training.functional_ensemble); DP-SGD needs Opacus's hooks, and a
     # recipe this engine does not implement needs the sequential loop.
