@@ -119,9 +119,10 @@ def audit_table(result: ExperimentResult) -> list[str]:
     confidence = result.plan.config["audit"]["confidence"]
     lines += [
         "",
-        f'Each bound holds with {confidence:.0%} confidence (README, "Auditing DP-SGD"): the '
-        "one-run bounds for any mechanism, the Gaussian-DP one where the canary sums are "
-        "Gaussian. A bound above the accountant's ε means the training does not keep its promise.",
+        f'Each bound holds with {confidence:.0%} confidence (README, "Auditing DP-SGD with '
+        'canaries"): the one-run bounds for any mechanism, the Gaussian-DP estimates where the '
+        "canary statistics are Gaussian. A bound above the accountant's ε means the training "
+        "does not keep its promise.",
     ]
     return lines
 
