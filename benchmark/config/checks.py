@@ -24,6 +24,7 @@ def validate(cfg: DictConfig) -> None:
         f"(got {p.n_targets}); set protocol.n_targets=null to attack every model",
     )
     require(p.canaries >= 0, f"protocol.canaries must be >= 0 (got {p.canaries})")
+    _validate_audit(cfg.audit)
     require(
         0.0 < d.test_fraction < 1.0, f"data.test_fraction must be in (0, 1), got {d.test_fraction}"
     )
@@ -67,4 +68,25 @@ def check_batch_size(training: DictConfig, n_train: int) -> None:
         f"training.batch_size={training.batch_size} exceeds the {n_train} points each model "
         f"trains on (half the pool): set training.batch_size <= {n_train} "
         f"({n_train} for full-batch training)",
+    )
+
+
+#: The values of ``audit.method`` (the files of ``conf/audit/``).
+AUDIT_METHODS = ("none", "whitebox")
+
+
+def _validate_audit(audit: DictConfig) -> None:
+    require(
+        audit.method in AUDIT_METHODS,
+        f"audit.method must be one of {list(AUDIT_METHODS)} (got '{audit.method}'): "
+        "select it with audit=whitebox",
+    )
+    require(
+        audit.canaries >= 2,
+        f"audit.canaries must be >= 2 (got {audit.canaries}): each model needs canaries both "
+        "in and out; 1000 is the default",
+    )
+    require(
+        0.0 < audit.confidence < 1.0,
+        f"audit.confidence must be in (0, 1) (got {audit.confidence}), e.g. 0.95",
     )

@@ -100,6 +100,22 @@ def default_tracking_uri() -> str:
 
 
 @dataclass
+class AuditConfig:
+    """An empirical privacy audit of DP-SGD with canaries (:mod:`benchmark.evaluation.dp_audit`).
+
+    ``method`` is set by the ``audit`` group: ``none`` (no canaries, the default) or
+    ``whitebox`` (gradient canaries inside DP-SGD, :mod:`benchmark.training.audit_canaries`).
+    """
+
+    method: str = MISSING
+    #: Gradient canaries per model; each is included with probability 1/2. More canaries give a
+    #: tighter bound; at most the number of parameters of one model.
+    canaries: int = 1000
+    #: Confidence of every audit bound.
+    confidence: float = 0.95
+
+
+@dataclass
 class TrackingConfig:
     """Where and how results are recorded; none of it changes a result (tags, not params)."""
 
@@ -127,6 +143,7 @@ class Config:
     #: The defenses of this configuration, by name, each with its parameters.
     defense: dict[str, Any] = field(default_factory=dict)
     attacks: AttacksConfig = field(default_factory=AttacksConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0
 

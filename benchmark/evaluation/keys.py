@@ -7,6 +7,9 @@ Per target run and per configuration run (the mean, with ``_ci_low`` / ``_ci_hig
 - ``dp/epsilon``: the accountant's epsilon (DP-SGD only);
 - ``<group>/<attack>/<metric>``: every attack in every metric group, ``<metric>`` one of
   :data:`ROC_METRICS` or :data:`EPS_LB`.
+
+Per configuration run only: ``audit/<method>/eps_lb`` (and ``audit/<method>/mu_lb`` for a
+Gaussian-DP estimate), the bounds of a canary audit (``audit=whitebox``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ BALANCED_ACCURACY = "balanced_accuracy"
 FPR_LEVELS = (0.001, 0.01, 0.1)
 HEADLINE_FPR = 0.001
 EPS_LB = "eps_lb"
+#: A canary audit's metrics: ``audit/<method>/eps_lb`` and the Gaussian-DP ``mu_lb``.
+AUDIT, MU_LB = "audit", "mu_lb"
 #: The suffixes of a configuration's interval around a mean.
 CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
 #: Run tags: ``not_applicable/<attack>`` holds why an attack did not apply.
@@ -55,6 +60,11 @@ def utility_key(metric: str) -> str:
 
 def privacy_key(group: str, attack: str, metric: str) -> str:
     return f"{group}/{attack}/{metric}"
+
+
+def audit_key(method: str, metric: str = EPS_LB) -> str:
+    """``audit/whitebox_gdp/eps_lb`` for ``method="whitebox_gdp"``."""
+    return f"{AUDIT}/{method}/{metric}"
 
 
 def not_applicable_tag(attack: str) -> str:

@@ -9,6 +9,8 @@ import numpy as np
 
 from attacks.base import Attack, attacker_view, memoise_query
 from benchmark.evaluation.audit import EpsilonAudit, audit_delta, audit_targets
+from benchmark.evaluation.canary_scores import whitebox_audit
+from benchmark.evaluation.dp_audit import AuditBound
 from benchmark.evaluation.groups import metric_groups
 from benchmark.evaluation.metrics import RocEvaluation, evaluate
 from benchmark.evaluation.results import AttackResult
@@ -99,6 +101,21 @@ def run_attack(
     )
 
 
+def canary_audit(models: Models, plan: Plan) -> list[AuditBound]:
+    """The white-box canary audit's bounds (``audit=whitebox``); none without canaries."""
+    trace = models.canaries
+    if trace is None:
+        return []
+    return whitebox_audit(
+        trace.included,
+        trace.observations,
+        trace.sample_rate,
+        trace.noise_multiplier,
+        audit_delta(plan.config),
+        float(plan.config["audit"]["confidence"]),
+    )
+
+
 def train_shadows(plan: Plan, models: Models) -> Models:
     """The attacker's shadow models: the targets themselves (leave-one-out) when it knows the
     defense, else models trained without the training-time defenses on the same membership
@@ -132,5 +149,12 @@ def execute(plan: Plan) -> ExperimentResult:
     ]
     utility = _utility(models, release, plan, signals)
     return ExperimentResult(
-        plan, signals, utility, results, models.epsilons, shadow_signals, str(models.device)
+        plan,
+        signals,
+        utility,
+        results,
+        models.epsilons,
+        shadow_signals,
+        str(models.device),
+        dp_audit=canary_audit(models, plan),
     )

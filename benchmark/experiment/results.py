@@ -8,6 +8,7 @@ from functools import cached_property
 import numpy as np
 
 from benchmark.evaluation.audit import accountant_violations
+from benchmark.evaluation.dp_audit import AuditBound
 from benchmark.evaluation.groups import metric_groups
 from benchmark.evaluation.intervals import (
     Replicates,
@@ -17,9 +18,12 @@ from benchmark.evaluation.intervals import (
     weighted_roc_metrics,
 )
 from benchmark.evaluation.keys import (
+    AUDIT,
     DP_EPSILON,
     EPS_LB,
     HELDOUT_COUNT,
+    MU_LB,
+    audit_key,
     privacy_key,
     utility_key,
 )
@@ -40,6 +44,8 @@ class ExperimentResult:
     shadow_signals: Signals | None = None
     #: Where the models were trained (``training.device=auto`` resolves to cpu or cuda).
     device: str = "cpu"
+    #: The canary audit's bounds (``audit=whitebox``), one per method; empty without an audit.
+    dp_audit: list[AuditBound] = field(default_factory=list)
     _summaries: dict[str, dict[str, Interval]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -128,9 +134,25 @@ class ExperimentResult:
     def not_applicable(self) -> dict[str, str]:
         return {a.name: a.not_applicable for a in self.attacks if a.not_applicable}
 
+    def audit_metrics(self) -> dict[str, float]:
+        """The configuration's canary-audit metrics: ``audit/<method>/eps_lb`` (and ``mu_lb``)."""
+        metrics = {}
+        for bound in self.dp_audit:
+            metrics[audit_key(bound.method)] = bound.eps_lb
+            if np.isfinite(bound.mu_lb):
+                metrics[audit_key(bound.method, MU_LB)] = bound.mu_lb
+        return metrics
+
     def accountant_violations(self) -> dict[str, list[int]]:
-        """``<group>/<attack>`` -> targets (model indices) whose eps_lb exceeds ``dp/epsilon``."""
-        return {
+        """``<group>/<attack>`` -> targets (model indices) whose eps_lb exceeds ``dp/epsilon``;
+        ``audit/<method>`` -> the models of a canary audit bound above the largest epsilon."""
+        violations = {
             name: [int(self.targets[i]) for i in positions]
             for name, positions in accountant_violations(self.per_target).items()
         }
+        if self.epsilons:
+            claimed = max(self.epsilons)
+            for bound in self.dp_audit:
+                if bound.eps_lb > claimed + 1e-9:
+                    violations[f"{AUDIT}/{bound.method}"] = list(bound.models)
+        return violations

@@ -27,8 +27,9 @@ from omegaconf.errors import OmegaConfBaseException
 from benchmark.config.compose import CONFIG_DIR, compose_config
 from benchmark.tracking.params import COMPARISON_PARAMS, flatten, leaves
 
-#: Config groups whose option is named by the option's ``name`` field.
+#: Config groups whose option is named by the option's ``name`` field (``audit`` by ``method``).
 NAMED_GROUPS = ("data", "model")
+AUDIT_GROUP = "audit"
 #: Strings Hydra reads back as the same string without quotes (not a number, bool or null).
 _BARE = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*$")
 _KEYWORDS = {"null", "true", "false", "nan", "inf", "none"}
@@ -46,11 +47,15 @@ class Command:
 
 
 def _science(params: Mapping[str, str]) -> dict[str, str]:
-    # The comparison params repeat what the configuration says; they are no override.
+    # The comparison params repeat what the configuration says; they are no override. Without a
+    # canary audit the audit.* keys say nothing (runs recorded before audits existed lack them).
+    no_audit = str(params.get("audit.method", "none")) == "none"
     return {
         k: v
         for k, v in params.items()
-        if not k.startswith(("tracking.", "hydra.")) and k not in COMPARISON_PARAMS
+        if not k.startswith(("tracking.", "hydra."))
+        and k not in COMPARISON_PARAMS
+        and not (no_audit and k.startswith("audit."))
     }
 
 
@@ -104,6 +109,9 @@ def _group_overrides(params: Mapping[str, str], defenses: list[str]) -> list[str
         name = params.get(f"{group}.name")
         if name and (Path(CONFIG_DIR) / group / f"{name}.yaml").exists():
             overrides.append(f"{group}={name}")
+    audit = params.get(f"{AUDIT_GROUP}.method")
+    if audit and audit != "none" and (Path(CONFIG_DIR) / AUDIT_GROUP / f"{audit}.yaml").exists():
+        overrides.append(f"{AUDIT_GROUP}={audit}")
     if defenses:
         names = ",".join(defenses)
         overrides.append(f"defense={names}" if len(defenses) == 1 else f"defense=[{names}]")

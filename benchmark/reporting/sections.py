@@ -11,6 +11,7 @@ from benchmark.evaluation.audit import VIOLATION_TAG
 from benchmark.evaluation.keys import (
     ADVANTAGE,
     AUC,
+    AUDIT,
     CANARY,
     DP_EPSILON,
     EPS_LB,
@@ -143,6 +144,27 @@ def attack_table(run: ConfigRun) -> Table:
     return Table(header, rows)
 
 
+def canary_audit_table(run: ConfigRun) -> list[Block]:
+    """The canary audit's bounds (``audit/<method>/eps_lb``) beside the accountant's epsilon."""
+    methods = sorted(
+        key.split("/")[1]
+        for key in run.metrics
+        if key.startswith(f"{AUDIT}/") and key.endswith(f"/{EPS_LB}") and key.count("/") == 2
+    )
+    if not methods:
+        return []
+    claimed = run.metrics.get(DP_EPSILON, float("nan"))
+    rows = [
+        [method, f"{run.metrics[f'{AUDIT}/{method}/{EPS_LB}']:.3g}", f"{claimed:.3g}"]
+        for method in methods
+    ]
+    caption = (
+        "Canary audit (audit=whitebox): each method's epsilon lower bound, with its stated "
+        "confidence, beside the accountant's epsilon; a bound above it is a violation."
+    )
+    return [Table(["Audit method", "eps lower bound", "DP eps"], rows, caption)]
+
+
 def audit_warnings(runs: Sequence[ConfigRun]) -> list[Block]:
     """The warning for configurations whose empirical bound exceeds the accountant's epsilon."""
     flagged = [r for r in runs if r.tags.get(VIOLATION_TAG) == "true"]
@@ -172,6 +194,7 @@ def configuration_intro(run: ConfigRun) -> list[Block]:
             f"{reruns}"
         ),
         attack_table(run),
+        *canary_audit_table(run),
         *audit_warnings([run]),
     ]
 

@@ -45,6 +45,8 @@ def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
     groups = [POPULATION] + ([CANARY] if result.signals.canary.any() else [])
     for group in groups:
         lines += ["", *_attack_table(result, summary, group)]
+    if result.dp_audit:
+        lines += ["", *audit_table(result)]
     lines += [
         "",
         "Values are means over targets with 95% bootstrap intervals over pool points, which "
@@ -94,6 +96,34 @@ def _attack_table(result: ExperimentResult, summary: dict[str, Interval], group:
         else:
             cells = [str(summary[privacy_key(group, attack.name, key)]) for _, key in COLUMNS]
         lines.append(f"| {attack.name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def audit_table(result: ExperimentResult) -> list[str]:
+    """The canary audit's bounds next to the accountant's epsilon (``audit=whitebox``)."""
+    claimed = max(result.epsilons or [float("nan")])
+    lines = [
+        "| DP audit (canaries) | ε lower bound | accountant ε | canaries | guesses (correct) |",
+        "|---|---|---|---|---|",
+    ]
+    for bound in result.dp_audit:
+        if bound.guesses:
+            guesses = f"{bound.guesses} ({bound.correct})"
+        else:  # a GDP estimate, or a one-run bound no guess count made positive
+            guesses = f"μ ≥ {bound.mu_lb:.3g}" if np.isfinite(bound.mu_lb) else "–"
+        flag = " **exceeds the accountant**" if bound.eps_lb > claimed + 1e-9 else ""
+        lines.append(
+            f"| {bound.method} | {bound.eps_lb:.3g}{flag} | {claimed:.3g} | {bound.canaries} | "
+            f"{guesses} |"
+        )
+    confidence = result.plan.config["audit"]["confidence"]
+    lines += [
+        "",
+        f'Each bound holds with {confidence:.0%} confidence (README, "Auditing DP-SGD with '
+        'canaries"): the one-run bounds for any mechanism, the Gaussian-DP estimates where the '
+        "canary statistics are Gaussian. A bound above the accountant's ε means the training "
+        "does not keep its promise.",
+    ]
     return lines
 
 

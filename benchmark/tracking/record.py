@@ -138,6 +138,7 @@ def configuration_metrics(result: ExperimentResult) -> dict[str, float]:
     for key, interval in result.summary().items():
         low, high = interval_keys(key)
         metrics.update({key: interval.mean, low: interval.low, high: interval.high})
+    metrics.update(result.audit_metrics())  # configuration-level bounds: no interval
     return {key: value for key, value in metrics.items() if np.isfinite(value)}
 
 

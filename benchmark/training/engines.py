@@ -27,7 +27,8 @@ def check_recipe(recipe: Recipe, pool: Pool) -> None:
     """Refuse a recipe that cannot train on ``pool``, before any training; raise ConfigError."""
     ENGINES.lookup(recipe.engine)  # here, not only in train(): the CLI checks before Hydra starts
     resolve_device(recipe.device)
-    build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
+    model = build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
+    check_audit(recipe, sum(p.numel() for p in model.parameters() if p.requires_grad))
     check_custom(recipe, pool)
     if recipe.model == "logreg" and recipe.model_options.get("dropout", 0) > 0:
         raise ConfigError(
@@ -47,6 +48,26 @@ def check_recipe(recipe: Recipe, pool: Pool) -> None:
         raise ConfigError(
             f"the held-out fractions leave none of each model's {n_members} members to train "
             "on: lower validation_fraction / reference_fraction"
+        )
+
+
+def check_audit(recipe: Recipe, n_parameters: int) -> None:
+    """Refuse white-box audit canaries the private ensemble cannot insert; raise ConfigError."""
+    if not recipe.audit_canaries:
+        return
+    if recipe.dp is None:
+        raise ConfigError(
+            "audit=whitebox audits DP-SGD's gradients: add defense=dpsgd (or use audit=none)"
+        )
+    if recipe.engine != "ensemble":
+        raise ConfigError(
+            f"audit=whitebox inserts its canaries in the ensemble engine's DP-SGD: set "
+            f"training.engine=ensemble (got {recipe.engine})"
+        )
+    if recipe.audit_canaries > n_parameters:
+        raise ConfigError(
+            f"audit.canaries={recipe.audit_canaries} exceeds the model's {n_parameters} "
+            f"parameters (one coordinate per canary): set audit.canaries <= {n_parameters}"
         )
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from benchmark.data.pool import Pool
+from benchmark.errors import ConfigError
 from benchmark.progress import progress as show_progress
 from benchmark.progress import report_epoch
 from benchmark.protocol.membership import Membership
@@ -116,25 +117,31 @@ def train_ensemble(
     y = torch.as_tensor(pool.y, device=device)
     # Dropout masks come from the global generator: seed it so that a run is reproducible.
     torch.manual_seed(int(membership.seeds[0]))
-    epsilons = None
+    epsilons, canaries = None, None
     if recipe.dp is None:
         fit(ensemble, recipe, x, y, membership, progress)
     else:
         try:
             from benchmark.training.private_ensemble import fit_private  # imports Opacus (seconds)
 
-            epsilons = fit_private(ensemble, recipe, x, y, membership, progress)
+            epsilons, canaries = fit_private(ensemble, recipe, x, y, membership, progress)
         except NotStackable as exc:
             return _fall_back(str(exc), recipe, pool, membership, progress)
     ensemble.unstack_into(modules)
     # No hook runs here (see unsupported), so every model fits all of its members.
     held_out = np.zeros(membership.matrix.shape, dtype=bool)
-    return Models([m.to(device).eval() for m in modules], device, epsilons, held_out)
+    trained = [m.to(device).eval() for m in modules]
+    return Models(trained, device, epsilons, held_out, canaries=canaries)
 
 
 def _fall_back(
     reason: str, recipe: Recipe, pool: Pool, membership: Membership, progress: bool
 ) -> Models:
+    if recipe.audit_canaries:  # the canaries live in the stacked private loop only
+        raise ConfigError(
+            f"audit=whitebox needs the stacked DP-SGD of training.engine=ensemble, which cannot "
+            f"train this recipe ({reason}): use audit=none"
+        )
     # A model the stacked layers cannot stack may still train at once through torch.func (the
     # generic path, benchmark.training.functional_ensemble); DP-SGD needs Opacus's hooks, and a
     # recipe this engine does not implement needs the sequential loop.

@@ -31,6 +31,7 @@ from benchmark.training.accounting import (
     noise_multiplier,
     poisson_schedule,
 )
+from benchmark.training.audit_canaries import CanaryTrace, GradientCanaries
 from benchmark.training.recipe import Recipe
 from benchmark.training.stacked_samplers import per_model_norm_samplers
 from benchmark.training.stacked_steps import check_finite, per_model_loss, stacked_batch
@@ -56,6 +57,9 @@ def poisson_batch(
 
 class PrivateEnsemble:
     """A stacked ensemble wrapped for DP-SGD: Opacus's ghost-clipping module and optimizer."""
+
+    #: White-box audit canaries inserted into every step (``audit=whitebox``), or None.
+    canaries: GradientCanaries | None = None
 
     def __init__(
         self,
@@ -106,7 +110,10 @@ class PrivateEnsemble:
         self.module.disable_hooks()
         (coefficients * losses).sum().backward()
         self.module.enable_hooks()
-        self.optimizer.step()
+        if self.canaries is None:
+            self.optimizer.step()
+        else:
+            self.canaries.step(self.optimizer)
         return losses.detach().sum(dim=0)
 
     def close(self) -> None:
@@ -120,8 +127,9 @@ def fit_private(
     y: torch.Tensor,
     membership: Membership,
     progress: bool,
-) -> list[float]:
-    """Train ``ensemble`` with DP-SGD; return the epsilon each model spent, from the accountant."""
+) -> tuple[list[float], CanaryTrace | None]:
+    """Train ``ensemble`` with DP-SGD; return the epsilon each model spent, from the accountant,
+    and what the white-box audit canaries saw (``recipe.audit_canaries``; None without them)."""
     dp = recipe.dp
     assert dp is not None
     members = torch.as_tensor(
@@ -129,14 +137,19 @@ def fit_private(
     )
     schedule = poisson_schedule(members.shape[1], recipe.batch_size, recipe.epochs)
     seed = int(membership.seeds[0])
+    sigma = noise_multiplier(dp, schedule)
     private = PrivateEnsemble(
         ensemble,
         make_optimizer(recipe, ensemble.parameters()),
         dp,
-        noise_multiplier(dp, schedule),
+        sigma,
         schedule.expected_batch_size,
         generator=torch.Generator(x.device).manual_seed(seed + 1),
     )
+    if recipe.audit_canaries:
+        private.canaries = GradientCanaries.attach(
+            private.module, recipe.audit_canaries, schedule, sigma, seed=seed + 2
+        )
     # Every model runs the same mechanism (same sigma, sampling rate and number of steps), so one
     # accountant accounts for each of them.
     accountant = make_accountant(dp)
@@ -151,4 +164,5 @@ def fit_private(
         inputs, labels = stacked_batch(x, y, index)
         check_finite(private.step(inputs, labels, mask.T, recipe.label_smoothing))
     private.close()
-    return [float(accountant.get_epsilon(dp.delta))] * membership.n_models
+    trace = None if private.canaries is None else private.canaries.trace()
+    return [float(accountant.get_epsilon(dp.delta))] * membership.n_models, trace

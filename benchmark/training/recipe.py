@@ -45,6 +45,9 @@ class Recipe:
     hooks: tuple[TrainingHook, ...] = ()
     #: DP-SGD's budget and clipping norm (the ``dpsgd`` defense); None trains without privacy.
     dp: DPParams | None = None
+    #: White-box audit: this many gradient canaries per model in DP-SGD (``audit=whitebox``;
+    #: :mod:`benchmark.training.audit_canaries`); 0 inserts none.
+    audit_canaries: int = 0
 
     @classmethod
     def from_config(cls, training: Mapping[str, Any], model: Mapping[str, Any]) -> Recipe:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import ConfigError
+from benchmark.training.audit_canaries import CanaryTrace
 
 
 class TrainingDiverged(RuntimeError):
@@ -26,6 +27,8 @@ class Models:
     #: bool ``[K, N]``: the members each model's training held out of fitting (a training
     #: hook's validation or reference set); all False when nothing was held out.
     held_out: np.ndarray
+    #: What the white-box audit's gradient canaries saw (``audit=whitebox`` only).
+    canaries: CanaryTrace | None = None
 
     @property
     def n_models(self) -> int:

@@ -59,3 +59,40 @@ def test_bound_above_the_accountant_is_warned(overfit_result, make_config, monke
         targets and set(targets) <= {0, 1, 2, 3} for targets in violations.values()
     )
     assert set(violations) <= {f"privacy/{a.name}" for a in overfit_result.attacks}
+
+
+@pytest.mark.slow
+def test_canary_audit_bounds_are_logged_summarised_and_flagged(
+    overfit_result, make_config, monkeypatch
+):
+    """The configuration run logs ``audit/<method>/eps_lb`` beside ``dp/epsilon``; the summary
+    shows them; a bound above the accountant's epsilon is tagged as a violation."""
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.evaluation.dp_audit import AuditBound
+
+    bounds = [
+        AuditBound("whitebox_runs", 0.5, 4000, guesses=40, correct=39, models=(0, 1, 2, 3)),
+        AuditBound("whitebox_gdp", 60.5, 4000, mu_lb=7.5, models=(0, 1, 2, 3)),
+    ]
+    # An accountant epsilon above every attack's bound: only the canary audit exceeds it.
+    overfit_result.dp_audit, overfit_result.epsilons = bounds, [50.0] * 4
+    try:
+        monkeypatch.setattr(job, "execute", lambda plan: overfit_result)
+        outcome = run(make_config(OVERFIT, track=True), show_progress=False)
+        violations = overfit_result.accountant_violations()
+    finally:
+        overfit_result.dp_audit, overfit_result.epsilons = [], None
+    assert violations == {"audit/whitebox_gdp": [0, 1, 2, 3]}
+    assert "| whitebox_gdp | 60.5 **exceeds the accountant** | 50 | 4000 | μ ≥ 7.5 |" in (
+        outcome.summary
+    )
+    assert "| whitebox_runs | 0.5 | 50 | 4000 | 40 (39) |" in outcome.summary
+    assert "WARNING: empirical epsilon lower bound exceeds" in outcome.summary
+    config = make_config(OVERFIT, track=True)
+    logged = MlflowClient(config.tracking.uri).get_run(outcome.run_id)
+    assert logged.data.metrics["audit/whitebox_gdp/eps_lb"] == 60.5
+    assert logged.data.metrics["audit/whitebox_gdp/mu_lb"] == 7.5
+    assert logged.data.metrics["audit/whitebox_runs/eps_lb"] == 0.5
+    assert logged.data.metrics["dp/epsilon"] == 50.0
+    assert "audit/whitebox_gdp" in logged.data.tags["audit/eps_lb_exceeds_accountant_by"]

@@ -418,3 +418,34 @@ def test_strongest_attack_breaks_ties_by_auc():
     attacks += [_Attack("c", {"privacy": [1]}), _Attack("n/a", {})]
     assert strongest_attack(_Result(attacks), summary) == "b"
     assert strongest_attack(_Result([_Attack("n/a", {})]), summary) is None
+
+
+def test_the_report_shows_the_canary_audit_beside_the_accountant():
+    from benchmark.reporting.sections import canary_audit_table
+
+    metrics = {
+        "dp/epsilon": 8.0,
+        "audit/whitebox_gdp/eps_lb": 4.6,
+        "audit/whitebox_gdp/mu_lb": 1.04,
+        "audit/whitebox_runs/eps_lb": 1.9,
+        "privacy/lira/eps_lb": 0.02,
+    }
+    run = ConfigRun("r1", "FINISHED", 0, {}, {}, metrics)
+    (table,) = canary_audit_table(run)
+    assert table.rows == [["whitebox_gdp", "4.6", "8"], ["whitebox_runs", "1.9", "8"]]
+    assert canary_audit_table(ConfigRun("r2", "FINISHED", 0, {}, {}, {"dp/epsilon": 8.0})) == []
+
+
+def test_reproduce_command_names_the_audit_group_and_old_runs_still_verify():
+    from benchmark.config.compose import to_container
+    from benchmark.reporting.provenance import reproduce_command
+    from benchmark.tracking.params import run_params
+
+    audited = to_container(compose_config(["defense=dpsgd", "audit=whitebox", "audit.canaries=50"]))
+    command = reproduce_command(run_params(audited), {"defense": "dpsgd"})
+    assert command.verified and "audit=whitebox" in command.overrides
+    assert "audit.canaries=50" in command.overrides
+    # A run recorded before audits existed has no audit.* params: still exactly reproduced.
+    params = run_params(to_container(compose_config([])))
+    old = {k: v for k, v in params.items() if not k.startswith("audit.")}
+    assert reproduce_command(old, {"defense": "none"}).verified
