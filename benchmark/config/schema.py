@@ -67,12 +67,29 @@ class TrainingConfig:
 
 
 @dataclass
+class TargetConfig:
+    """An already-trained model attacked as an extra target; both keys or neither.
+
+    See :mod:`benchmark.experiment.extra_target`.
+    """
+
+    #: A ``torch.save(model.state_dict(), path)`` file for the configured ``model``, loaded with
+    #: ``torch.load(weights_only=True)``: a file never runs code. null: no extra target.
+    checkpoint: str | None = None
+    #: The dataset rows the checkpoint trained on (``.npy`` of row numbers or a boolean mask
+    #: over the rows, or a text file of row numbers), numbered as the loader returns the rows
+    #: (:mod:`benchmark.data.rows`).
+    members: str | None = None
+
+
+@dataclass
 class ProtocolConfig:
     """The evaluation protocol of DESIGN.md section 1 (see :mod:`benchmark.protocol.membership`)."""
 
     n_models: int = 16
     n_targets: int | None = None
     canaries: int = 0
+    target: TargetConfig = field(default_factory=TargetConfig)
 
 
 @dataclass

@@ -40,6 +40,9 @@ class ExperimentResult:
     shadow_signals: Signals | None = None
     #: Where the models were trained (``training.device=auto`` resolves to cpu or cuda).
     device: str = "cpu"
+    #: ``protocol.target.checkpoint``: the extra target's own result (its one target is the
+    #: checkpoint, its shadows all ``K`` models); never part of this result's means.
+    extra_target: ExperimentResult | None = None
     _summaries: dict[str, dict[str, Interval]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

@@ -45,6 +45,8 @@ def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
     groups = [POPULATION] + ([CANARY] if result.signals.canary.any() else [])
     for group in groups:
         lines += ["", *_attack_table(result, summary, group)]
+    if result.extra_target is not None:
+        lines += ["", *_extra_target(result.extra_target)]
     lines += [
         "",
         "Values are means over targets with 95% bootstrap intervals over pool points, which "
@@ -95,6 +97,19 @@ def _attack_table(result: ExperimentResult, summary: dict[str, Interval], group:
             cells = [str(summary[privacy_key(group, attack.name, key)]) for _, key in COLUMNS]
         lines.append(f"| {attack.name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _extra_target(extra: ExperimentResult) -> list[str]:
+    """The checkpoint of ``protocol.target``: its own tables, apart from the targets' means."""
+    summary, target = extra.summary(), extra.plan.extra_target
+    n_members = int(target.members.sum()) if target is not None else 0
+    path = target.path if target is not None else "?"
+    head = (
+        f"**Extra target** `{path}` ({n_members} members in the pool), attacked with all "
+        f"{int(extra.targets[0])} models as shadows. Its own values, each with a 95% bootstrap "
+        "interval over pool points; not part of the means above."
+    )
+    return [head, "", *_utility(extra, summary), "", *_attack_table(extra, summary, POPULATION)]
 
 
 def strongest_attack(result: ExperimentResult, summary: dict[str, Interval]) -> str | None:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark.data.pool import Pool
 from benchmark.evaluation.audit import violation_tags
 from benchmark.evaluation.keys import interval_keys, not_applicable_tag
+from benchmark.experiment.extra_target import ExtraTarget
 from benchmark.experiment.results import ExperimentResult
 from benchmark.tracking.params import data_digest, reproducibility_tags, run_name, run_params
 from benchmark.tracking.run import TrackedRun
@@ -123,6 +124,36 @@ def _write_artifacts(result: ExperimentResult, folder: Path) -> None:
         for k, r in zip(result.targets, rows, strict=True)
     ]
     (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    if result.extra_target is not None:
+        _write_extra_target(result.extra_target, folder)
+
+
+def _record_extra_target(run: TrackedRun, extra: ExperimentResult, target: ExtraTarget) -> None:
+    """The checkpoint's own target run (``protocol.target``): its values, each with its 95%
+    bootstrap interval over pool points; never part of the configuration's means."""
+    tags = {not_applicable_tag(k): v for k, v in extra.not_applicable().items()}
+    child = run.child("target-checkpoint", {**tags, "target_kind": "checkpoint"})
+    params = {
+        "target": "checkpoint",
+        "checkpoint": target.path,
+        "checkpoint_sha256": target.sha256,
+        "members": str(extra.plan.config["protocol"]["target"]["members"]),
+        "n_members": str(int(target.members.sum())),
+    }
+    child.log(params=params, metrics=configuration_metrics(extra))
+    child.end("FINISHED")
+
+
+def _write_extra_target(extra: ExperimentResult, folder: Path) -> None:
+    """``extra_target.npz``: the checkpoint's released outputs, membership and scores."""
+    k = int(extra.targets[0])
+    scores = {a.name: a.scores[0] for a in extra.attacks if a.scores is not None}
+    np.savez_compressed(
+        folder / "extra_target.npz",
+        outputs=extra.signals.outputs[k],
+        membership=extra.signals.membership[k],
+        **scores,
+    )
 
 
 def configuration_metrics(result: ExperimentResult) -> dict[str, float]:
@@ -183,6 +214,8 @@ def record_into(
             metrics=result.target_metrics(position),
         )
         child.end("FINISHED")
+    if result.extra_target is not None and result.plan.extra_target is not None:
+        _record_extra_target(run, result.extra_target, result.plan.extra_target)
     with tempfile.TemporaryDirectory() as folder:
         _write_artifacts(result, Path(folder))
         _packages(Path(folder))
