@@ -89,6 +89,10 @@ class ProtocolConfig:
     n_models: int = 16
     n_targets: int | None = None
     canaries: int = 0
+    #: Independent replicates of the whole experiment (new split, membership and model seeds,
+    #: derived from ``seed``; replicate 0 is ``seed`` itself): R > 1 takes the interval over
+    #: replicates instead of the bootstrap (:mod:`benchmark.experiment.replicates`).
+    replicates: int = 1
     target: TargetConfig = field(default_factory=TargetConfig)
 
 

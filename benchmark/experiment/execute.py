@@ -164,4 +164,6 @@ def execute(plan: Plan) -> ExperimentResult:
     result.extra_target = attack_extra_target(
         plan, models, release, signals, shadow_models, shadow_signals
     )
+    with reporting_epochs(None):  # the run's training metrics are replicate 0's alone
+        result.other_replicates = [execute(replicate) for replicate in plan.replicates]
     return result

@@ -64,6 +64,12 @@ def plan_extra_target(cfg: DictConfig, pool: Pool, recipe: Recipe) -> ExtraTarge
         "protocol.target.checkpoint cannot be combined with protocol.canaries: the checkpoint "
         "never trained on the harness's mislabelled canaries; set protocol.canaries=0",
     )
+    require(
+        cfg.protocol.replicates == 1,
+        "protocol.target.checkpoint cannot be combined with protocol.replicates > 1: every "
+        "replicate draws its own pool/test split, which would put the checkpoint's rows in a "
+        "test split; set protocol.replicates=1",
+    )
     members = target_members(target.members, pool, cfg.seed)
     with torch.random.fork_rng(devices=[]):  # building draws initial weights we overwrite
         model = build_model(

@@ -7,7 +7,7 @@ with one line and nothing is recorded.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from benchmark.config.checks import check_batch_size, validate
 from benchmark.config.compose import to_container
 from benchmark.data.pool import Pool, load_pool
 from benchmark.experiment.extra_target import ExtraTarget, plan_extra_target
+from benchmark.experiment.replicates import replicate_config, replicate_seeds
 from benchmark.protocol.membership import Membership, make_membership
 from benchmark.training.engines import check_recipe
 from benchmark.training.recipe import Recipe
@@ -44,6 +45,8 @@ class Plan:
     shadow_recipe: Recipe | None = None
     #: ``protocol.target.checkpoint``: an already-trained model attacked as an extra target.
     extra_target: ExtraTarget | None = None
+    #: ``protocol.replicates=R``: the plans of replicates 1..R-1 (this plan is replicate 0).
+    replicates: list[Plan] = field(default_factory=list)
 
 
 def base_recipe(cfg: DictConfig) -> Recipe:
@@ -86,4 +89,6 @@ def prepare(cfg: DictConfig, show_progress: bool = True, pool: Pool | None = Non
     )
     plan.shadow_recipe = None if cfg.attacker.knows_defense else base_recipe(cfg)
     plan.extra_target = plan_extra_target(cfg, pool, base_recipe(cfg))
+    seeds = replicate_seeds(cfg.seed, p.replicates)[1:]
+    plan.replicates = [prepare(replicate_config(cfg, seed), show_progress) for seed in seeds]
     return plan

@@ -49,11 +49,9 @@ def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
         lines += ["", *_extra_target(result.extra_target)]
     lines += [
         "",
-        "Values are means over targets with 95% bootstrap intervals over pool points, which "
-        "cover the mean's variation over reruns with new seeds and a new pool (utility and "
-        "epsilon: over targets; benchmark/evaluation/intervals.py). The epsilon "
-        "lower bound is each target's 95% Clopper-Pearson bound at the threshold chosen on the "
-        "other targets (benchmark/evaluation/audit.py).",
+        _interval_note(result)
+        + " The epsilon lower bound is each target's 95% Clopper-Pearson bound at the threshold "
+        "chosen on the other targets (benchmark/evaluation/audit.py).",
         "",
         bottom_line(result, summary),
         *_warnings(result),
@@ -63,13 +61,30 @@ def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _interval_note(result: ExperimentResult) -> str:
+    """What the intervals of the tables are (ExperimentResult.summary chooses them)."""
+    if result.other_replicates:
+        return (
+            f"Values are means over {result.n_replicates} independent replicates (new split, "
+            "membership and model seeds) of the mean over targets, with 95% Student-t intervals "
+            "over the replicate means, which cover reruns of this configuration with new seeds "
+            "on this dataset (benchmark/experiment/replicates.py)."
+        )
+    return (
+        "Values are means over targets with 95% bootstrap intervals over pool points, which "
+        "cover the mean's variation over reruns with new seeds and a new pool (utility and "
+        "epsilon: over targets; benchmark/evaluation/intervals.py)."
+    )
+
+
 def _title(result: ExperimentResult) -> str:
     config = result.plan.config
     return (
         f"## {config['data']['name']} · {config['model']['name']} · "
         f"defense={'+'.join(config['defense'])} · {config['protocol']['n_models']} models, "
         f"{len(result.targets)} targets · seed {config['seed']} · "
-        f"suite {config['attacks']['version']}"
+        + (f"{result.n_replicates} replicates · " if result.other_replicates else "")
+        + f"suite {config['attacks']['version']}"
         + ("" if config["attacker"]["knows_defense"] else " · naive attacker (undefended shadows)")
     )
 
