@@ -20,3 +20,14 @@ def test_the_coverage_benchmark_prints_every_row_as_json(capsys):
         for r in printed["rows"]
         if r["method"] == "points"
     )
+
+
+def test_with_replicates_each_seed_is_judged_by_its_replicate_interval():
+    """``--replicates R``: a seed's ``replicates`` interval is over its R replicate means."""
+    intervals = coverage.run_seed(0, coverage.TINY_OVERRIDES, replicates=2)
+    assert coverage.methods(2)[0] == "replicates" and "replicates" not in coverage.methods(1)
+    assert set(intervals) == set(coverage.methods(2))
+    for key, interval in intervals["replicates"].items():
+        assert interval.low <= interval.mean <= interval.high
+        # Replicate 0 is the seed's own run: its mean is the bootstrap rows' mean.
+        assert interval.mean != intervals["points"][key].mean or interval.low < interval.high
