@@ -81,9 +81,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Checkpoint:
     n = len(plan.pool)
     row = np.zeros(n, dtype=bool)
     row[np.random.default_rng(2024).choice(n, size=n // 2, replace=False)] = True
-    own = Membership(
-        matrix=row[None], canary=np.zeros(n, dtype=bool), seeds=np.array([99]), targets=np.zeros(1)
-    )
+    no_canary, first = np.zeros(n, dtype=bool), np.zeros(1, dtype=np.int64)
+    own = Membership(matrix=row[None], canary=no_canary, seeds=np.array([99]), targets=first)
     models = train(plan.recipe, plan.pool, own, progress=False)
     torch.save(models.modules[0].state_dict(), folder / "model.pt")
     # Dataset rows, as the user knows them; the pool is shuffled, so pool order would not do.
