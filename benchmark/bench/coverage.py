@@ -15,8 +15,13 @@ RMIA, and prints for AUC and TPR@1%FPR of each attack:
 
 Every bootstrap scheme of :mod:`benchmark.evaluation.intervals` is measured, and the old
 Student-t interval over targets (``student_t``) beside them; the configuration summary uses
-``points``. Target: coverage >= 0.9 and width ratio <= 1.5 for every row of ``points``. The
-last line is JSON. ``--tiny`` runs a seconds-long smoke version (for the test of its shape).
+``points``. Target: coverage >= 0.9 and width ratio <= 1.5 for every row of ``points``.
+
+``--replicates R`` makes each benchmark seed one configuration of ``protocol.replicates=R``
+(:mod:`benchmark.experiment.replicates`): its interval is then the Student-t interval over its
+``R`` replicate means (``replicates``, the chosen row), compared with the spread of the
+R-replicate means across seeds; the bootstrap rows then describe each seed's replicate 0 alone.
+The last line is JSON. ``--tiny`` runs a seconds-long smoke version (for the test of its shape).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from benchmark.experiment.plan import prepare
 
 ATTACKS = ("loss", "lira_online", "rmia")
 METRICS = (AUC, tpr_at(0.01))
-CHOSEN = "points"
+REPLICATES = "replicates"
 METHODS = (*SCHEMES, "student_t")
 TARGET_COVERAGE, TARGET_WIDTH_RATIO = 0.9, 1.5
 #: The measured configuration: the default (digits, K = 16 MLPs) with fewer epochs.
@@ -54,13 +59,25 @@ TINY_OVERRIDES = (
 )
 
 
-def run_seed(seed: int, overrides: Sequence[str]) -> dict[str, dict[str, Interval]]:
+def methods(replicates: int) -> tuple[str, ...]:
+    """The intervals measured: the replicate interval first when there are replicates."""
+    return (REPLICATES, *METHODS) if replicates > 1 else METHODS
+
+
+def run_seed(
+    seed: int, overrides: Sequence[str], replicates: int = 1
+) -> dict[str, dict[str, Interval]]:
     """``method -> key -> Interval`` for one seed's run of the configuration."""
-    cfg = compose_config(["tracking.enabled=false", f"seed={seed}", *overrides])
+    cfg = compose_config(
+        ["tracking.enabled=false", f"seed={seed}", f"protocol.replicates={replicates}", *overrides]
+    )
     cfg.attacks.suite = {name: cfg.attacks.suite[name] for name in ATTACKS}
     result = execute(prepare(cfg, show_progress=False))
     keys = [privacy_key(POPULATION, a, m) for a in ATTACKS for m in METRICS]
     intervals = {}
+    if replicates > 1:
+        summary = result.summary(REPLICATES)
+        intervals[REPLICATES] = {key: summary[key] for key in keys}
     for scheme in SCHEMES:
         summary = result.summary(scheme)
         intervals[scheme] = {key: summary[key] for key in keys}
@@ -95,30 +112,31 @@ def coverage_row(intervals: list[Interval]) -> dict[str, float]:
     }
 
 
-def measure(seeds: Sequence[int], overrides: Sequence[str]) -> list[dict]:
+def measure(seeds: Sequence[int], overrides: Sequence[str], replicates: int = 1) -> list[dict]:
     runs = []
     for seed in seeds:
         start = time.perf_counter()
-        runs.append(run_seed(seed, overrides))
+        runs.append(run_seed(seed, overrides, replicates))
         print(f"seed {seed}: {time.perf_counter() - start:.1f} s", flush=True)
     rows = []
     for attack in ATTACKS:
         for metric in METRICS:
             key = privacy_key(POPULATION, attack, metric)
-            for method in METHODS:
+            for method in methods(replicates):
                 row = coverage_row([run[method][key] for run in runs])
                 rows.append({"attack": attack, "metric": metric, "method": method, **row})
     return rows
 
 
 def table(rows: list[dict]) -> list[str]:
-    lines = ["| attack | metric | mean | sd over seeds | " + " | ".join(METHODS) + " |"]
-    lines.append("|---" * (4 + len(METHODS)) + "|")
+    measured = [m for m in (REPLICATES, *METHODS) if any(r["method"] == m for r in rows)]
+    lines = ["| attack | metric | mean | sd over seeds | " + " | ".join(measured) + " |"]
+    lines.append("|---" * (4 + len(measured)) + "|")
     for attack in ATTACKS:
         for metric in METRICS:
             mine = [r for r in rows if r["attack"] == attack and r["metric"] == metric]
             by = {r["method"]: r for r in mine}
-            cells = [f"{by[m]['coverage']:.2f} / {by[m]['width_ratio']:.2f}" for m in METHODS]
+            cells = [f"{by[m]['coverage']:.2f} / {by[m]['width_ratio']:.2f}" for m in measured]
             head = (
                 f"| {attack} | {metric} | {mine[0]['mean']:.4f} | {mine[0]['sd_across_seeds']:.4f}"
             )
@@ -131,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, default=10, help="number of seeds (0, 1, ...)")
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--replicates", type=int, default=1, help="protocol.replicates of each seed's run"
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides (default: %(default)s)")
     args = parser.parse_args(argv)
     overrides = list(args.overrides) or list(TINY_OVERRIDES if args.tiny else DEFAULT_OVERRIDES)
@@ -138,16 +159,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
         overrides = list(TINY_OVERRIDES)
     if args.seeds < 3:
         parser.error("--seeds must be at least 3 (leave-one-seed-out needs spread)")
+    if args.replicates < 1:
+        parser.error("--replicates must be at least 1")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     with threadpool_limits(args.threads):
-        rows = measure(range(args.seeds), overrides)
-    chosen = [r for r in rows if r["method"] == CHOSEN]
+        rows = measure(range(args.seeds), overrides, args.replicates)
+    chosen_method = REPLICATES if args.replicates > 1 else SCHEMES[0]
+    chosen = [r for r in rows if r["method"] == chosen_method]
     passed = all(
         r["coverage"] >= TARGET_COVERAGE and r["width_ratio"] <= TARGET_WIDTH_RATIO for r in chosen
     )
     print(
-        f"\nConfiguration: {' '.join(overrides)}; {args.seeds} seeds; cells: coverage / width ratio"
+        f"\nConfiguration: {' '.join(overrides)}; {args.seeds} seeds of {args.replicates} "
+        "replicate(s); cells: coverage / width ratio"
     )
     print("\n".join(table(rows)))
     reference = expected_coverage(args.seeds)
@@ -155,13 +180,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     verdict = "holds" if passed else "fails"
     print(
         f"Target (coverage >= {TARGET_COVERAGE}, width ratio <= {TARGET_WIDTH_RATIO}) for "
-        f"{CHOSEN}: {verdict}. {time.perf_counter() - start:.0f} s."
+        f"{chosen_method}: {verdict}. {time.perf_counter() - start:.0f} s."
     )
     report = {
         "benchmark": "coverage",
         "overrides": overrides,
         "seeds": args.seeds,
-        "chosen": CHOSEN,
+        "replicates": args.replicates,
+        "chosen": chosen_method,
         "expected_coverage_exact": reference,
         "targets": {"coverage": TARGET_COVERAGE, "width_ratio": TARGET_WIDTH_RATIO},
         "pass": passed,

@@ -26,6 +26,11 @@ def validate(cfg: DictConfig) -> None:
     require(p.canaries >= 0, f"protocol.canaries must be >= 0 (got {p.canaries})")
     _validate_audit(cfg.audit)
     require(
+        p.replicates >= 1,
+        f"protocol.replicates must be >= 1 (got {p.replicates}): 1 runs the experiment once "
+        "(bootstrap interval), R > 1 runs R independent replicates (interval over replicates)",
+    )
+    require(
         0.0 < d.test_fraction < 1.0, f"data.test_fraction must be in (0, 1), got {d.test_fraction}"
     )
     require(

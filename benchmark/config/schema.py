@@ -68,12 +68,33 @@ class TrainingConfig:
 
 
 @dataclass
+class TargetConfig:
+    """An already-trained model attacked as an extra target; both keys or neither.
+
+    See :mod:`benchmark.experiment.extra_target`.
+    """
+
+    #: A ``torch.save(model.state_dict(), path)`` file for the configured ``model``, loaded with
+    #: ``torch.load(weights_only=True)``: a file never runs code. null: no extra target.
+    checkpoint: str | None = None
+    #: The dataset rows the checkpoint trained on (``.npy`` of row numbers or a boolean mask
+    #: over the rows, or a text file of row numbers), numbered as the loader returns the rows
+    #: (:mod:`benchmark.data.rows`).
+    members: str | None = None
+
+
+@dataclass
 class ProtocolConfig:
     """The evaluation protocol of DESIGN.md section 1 (see :mod:`benchmark.protocol.membership`)."""
 
     n_models: int = 16
     n_targets: int | None = None
     canaries: int = 0
+    #: Independent replicates of the whole experiment (new split, membership and model seeds,
+    #: derived from ``seed``; replicate 0 is ``seed`` itself): R > 1 takes the interval over
+    #: replicates instead of the bootstrap (:mod:`benchmark.experiment.replicates`).
+    replicates: int = 1
+    target: TargetConfig = field(default_factory=TargetConfig)
 
 
 @dataclass

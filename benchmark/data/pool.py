@@ -31,6 +31,13 @@ class Pool:
     num_classes: int
     name: str
     kind: str  # "tabular" or "image"
+    #: int64 [N]: the dataset row (the loader's order, before any split) of each pool point, so
+    #: that a user's row numbers can be mapped to pool points (``protocol.target.members``).
+    rows: np.ndarray | None = None
+    #: int64: the dataset rows of the test points, in the order of ``x_test``.
+    test_rows: np.ndarray | None = None
+    #: How many rows the loader returned (before ``data.n_samples``).
+    n_rows: int = 0
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -137,6 +144,7 @@ def load_pool(cfg: DictConfig, seed: int) -> Pool:
     """
     x, y, kind = load_raw(cfg)
     rng = np.random.default_rng(seed)
+    n_rows, keep = len(y), np.arange(len(y))
     if cfg.n_samples is not None and cfg.n_samples < len(y) and cfg.name != "synthetic":
         keep = np.sort(rng.choice(len(y), size=cfg.n_samples, replace=False))
         x, y = x[keep], y[keep]
@@ -163,4 +171,7 @@ def load_pool(cfg: DictConfig, seed: int) -> Pool:
         num_classes=num_classes,
         name=cfg.name,
         kind=kind,
+        rows=keep[pool_idx].astype(np.int64),
+        test_rows=keep[test_idx].astype(np.int64),
+        n_rows=n_rows,
     )

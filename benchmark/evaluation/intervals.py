@@ -38,8 +38,10 @@ resampled over targets only; their intervals describe the spread over targets.
 with new seeds (new pool/test split, membership matrix and model seeds) *and* a new draw of the
 pool from the data distribution. On a small fixed dataset (digits: every seed's pool is 80% of
 the same 1797 images) reruns share most points, so the interval is conservative for the spread
-of reruns on that dataset (up to 1.9x for RMIA's AUC; the benchmark prints each ratio). Replicate
-weights are seeded from the configuration's seed.
+of reruns on that dataset (up to 1.9x for RMIA's AUC; the benchmark prints each ratio);
+``protocol.replicates`` gives the interval of reruns on the dataset as given
+(:mod:`benchmark.experiment.replicates`). Replicate weights are seeded from the configuration's
+seed.
 """
 
 from __future__ import annotations

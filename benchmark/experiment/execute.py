@@ -14,6 +14,7 @@ from benchmark.evaluation.dp_audit import AuditBound
 from benchmark.evaluation.groups import metric_groups
 from benchmark.evaluation.metrics import RocEvaluation, evaluate
 from benchmark.evaluation.results import AttackResult
+from benchmark.experiment.extra_target import with_extra_target
 from benchmark.experiment.plan import Plan
 from benchmark.experiment.results import ExperimentResult
 from benchmark.progress import progress, reporting_epochs
@@ -127,6 +128,32 @@ def train_shadows(plan: Plan, models: Models) -> Models:
         return train(plan.shadow_recipe, plan.pool, plan.membership, progress=plan.show_progress)
 
 
+def attack_extra_target(
+    plan: Plan,
+    models: Models,
+    release: Release,
+    signals: Signals,
+    shadow_models: Models,
+    shadow_signals: Signals | None,
+) -> ExperimentResult | None:
+    """The checkpoint of ``protocol.target``, attacked with all ``K`` models as its shadows."""
+    if plan.extra_target is None:
+        return None
+    extended, extended_signals = with_extra_target(
+        plan.extra_target, models, signals, release, plan.pool
+    )
+    shadows = extended if shadow_models is models else shadow_models
+    attacks = progress(plan.attacks, "checkpoint", unit="attack", enabled=plan.show_progress)
+    results = [
+        run_attack(attack, extended_signals, plan, extended, release, shadows, shadow_signals)
+        for attack in attacks
+    ]
+    utility = _utility(extended, release, plan, extended_signals)
+    return ExperimentResult(
+        plan, extended_signals, utility, results, None, shadow_signals, str(models.device)
+    )
+
+
 def execute(plan: Plan) -> ExperimentResult:
     """Train, release, attack and evaluate the planned configuration.
 
@@ -148,7 +175,7 @@ def execute(plan: Plan) -> ExperimentResult:
         for attack in progress(plan.attacks, "attacks", unit="attack", enabled=plan.show_progress)
     ]
     utility = _utility(models, release, plan, signals)
-    return ExperimentResult(
+    result = ExperimentResult(
         plan,
         signals,
         utility,
@@ -158,3 +185,9 @@ def execute(plan: Plan) -> ExperimentResult:
         str(models.device),
         dp_audit=canary_audit(models, plan),
     )
+    result.extra_target = attack_extra_target(
+        plan, models, release, signals, shadow_models, shadow_signals
+    )
+    with reporting_epochs(None):  # the run's training metrics are replicate 0's alone
+        result.other_replicates = [execute(replicate) for replicate in plan.replicates]
+    return result

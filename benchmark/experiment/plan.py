@@ -6,7 +6,8 @@ with one line and nothing is recorded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,8 @@ from attacks.base import Attack, build_suite
 from benchmark.config.checks import check_batch_size, validate
 from benchmark.config.compose import to_container
 from benchmark.data.pool import Pool, load_pool
+from benchmark.experiment.extra_target import ExtraTarget, plan_extra_target
+from benchmark.experiment.replicates import replicate_config, replicate_seeds
 from benchmark.protocol.membership import Membership, make_membership
 from benchmark.training.engines import check_recipe
 from benchmark.training.recipe import Recipe
@@ -40,6 +43,10 @@ class Plan:
     #: (``attacker.knows_defense=false``): the base recipe, without any training-time defense.
     #: None: the attacker knows the recipe, and the other targets serve as shadows.
     shadow_recipe: Recipe | None = None
+    #: ``protocol.target.checkpoint``: an already-trained model attacked as an extra target.
+    extra_target: ExtraTarget | None = None
+    #: ``protocol.replicates=R``: the plans of replicates 1..R-1 (this plan is replicate 0).
+    replicates: list[Plan] = field(default_factory=list)
 
 
 def base_recipe(cfg: DictConfig) -> Recipe:
@@ -55,7 +62,7 @@ def mislabel_canaries(pool: Pool, membership: Membership, seed: int) -> Pool:
     y = pool.y.copy()
     shift = rng.integers(1, pool.num_classes, size=int(membership.canary.sum()))
     y[membership.canary] = (y[membership.canary] + shift) % pool.num_classes
-    return Pool(pool.x, y, pool.x_test, pool.y_test, pool.num_classes, pool.name, pool.kind)
+    return dataclasses.replace(pool, y=y)
 
 
 def prepare(cfg: DictConfig, show_progress: bool = True, pool: Pool | None = None) -> Plan:
@@ -83,4 +90,7 @@ def prepare(cfg: DictConfig, show_progress: bool = True, pool: Pool | None = Non
         config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress
     )
     plan.shadow_recipe = None if cfg.attacker.knows_defense else base_recipe(cfg)
+    plan.extra_target = plan_extra_target(cfg, pool, base_recipe(cfg))
+    seeds = replicate_seeds(cfg.seed, p.replicates)[1:]
+    plan.replicates = [prepare(replicate_config(cfg, seed), show_progress) for seed in seeds]
     return plan

@@ -30,6 +30,7 @@ from benchmark.evaluation.keys import (
 from benchmark.evaluation.metrics import Interval, metric_bounds
 from benchmark.evaluation.results import AttackResult
 from benchmark.experiment.plan import Plan
+from benchmark.experiment.replicates import replicate_interval
 from benchmark.signals.arrays import Signals
 
 
@@ -46,6 +47,11 @@ class ExperimentResult:
     device: str = "cpu"
     #: The canary audit's bounds (``audit=whitebox``), one per method; empty without an audit.
     dp_audit: list[AuditBound] = field(default_factory=list)
+    #: ``protocol.target.checkpoint``: the extra target's own result (its one target is the
+    #: checkpoint, its shadows all ``K`` models); never part of this result's means.
+    extra_target: ExperimentResult | None = None
+    #: ``protocol.replicates=R``: replicates 1..R-1, each a whole result (this is replicate 0).
+    other_replicates: list[ExperimentResult] = field(default_factory=list)
     _summaries: dict[str, dict[str, Interval]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -116,20 +122,47 @@ class ExperimentResult:
                 replicates[key] = replicate_means(values, draws.targets_only)
         return replicates
 
-    def summary(self, scheme: str = "points") -> dict[str, Interval]:
-        """Each metric as a mean over targets with a 95% bootstrap interval over pool points
-        (benchmark.evaluation.intervals: what it covers and why)."""
-        if scheme in self._summaries:
-            return dict(self._summaries[scheme])
+    @property
+    def n_replicates(self) -> int:
+        return 1 + len(self.other_replicates)
+
+    def summary(self, scheme: str | None = None) -> dict[str, Interval]:
+        """Each metric's mean with its 95% interval: the one place an interval is chosen.
+
+        By default (``scheme=None``), with one replicate, the mean over targets with a bootstrap
+        interval over pool points (benchmark.evaluation.intervals: what it covers and why); with
+        ``protocol.replicates=R > 1``, the mean over replicates of their means over targets with
+        a Student-t interval over the ``R`` replicate means (``"replicates"``,
+        benchmark.experiment.replicates). A named bootstrap ``scheme`` describes this replicate
+        (replicate 0) alone.
+        """
+        if scheme is None:
+            scheme = "replicates" if self.other_replicates else "points"
+        if scheme not in self._summaries:
+            self._summaries[scheme] = (
+                self._over_replicates() if scheme == "replicates" else self._bootstrap(scheme)
+            )
+        return dict(self._summaries[scheme])
+
+    def target_means(self) -> dict[str, float]:
+        """Each metric's mean over this replicate's targets."""
+        return {
+            key: float(np.asarray([m[key] for m in self.per_target], dtype=np.float64).mean())
+            for key in self.per_target[0]
+        }
+
+    def _over_replicates(self) -> dict[str, Interval]:
+        means = [self.target_means(), *(r.target_means() for r in self.other_replicates)]
+        keys = [key for key in means[0] if all(key in m for m in means[1:])]
+        return {key: replicate_interval([m[key] for m in means], key) for key in keys}
+
+    def _bootstrap(self, scheme: str) -> dict[str, Interval]:
         replicates = self.bootstrap(scheme)
         nan = np.full(1, np.nan)
-        summary = {}
-        for key in self.per_target[0]:
-            mean = float(np.asarray([m[key] for m in self.per_target], dtype=np.float64).mean())
-            draws = replicates.get(key, nan)
-            summary[key] = percentile_interval(mean, draws, bounds=metric_bounds(key))
-        self._summaries[scheme] = summary
-        return dict(summary)
+        return {
+            key: percentile_interval(mean, replicates.get(key, nan), bounds=metric_bounds(key))
+            for key, mean in self.target_means().items()
+        }
 
     def not_applicable(self) -> dict[str, str]:
         return {a.name: a.not_applicable for a in self.attacks if a.not_applicable}

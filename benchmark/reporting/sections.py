@@ -117,8 +117,9 @@ def summary_table(runs: Sequence[ConfigRun]) -> Table:
         row += [attack or "–", *attack_cells, largest_eps_lb(run)]
         rows.append(row + ([run.interval(DP_EPSILON)] if has_dp else []))
     caption = (
-        "Mean over target models with 95% bootstrap intervals over pool points. "
-        "Strongest attack: the "
+        "Mean over target models with 95% bootstrap intervals over pool points (with "
+        "protocol.replicates=R > 1: the mean over R replicates with a 95% Student-t interval over "
+        "the replicate means). Strongest attack: the "
         "suite's attack with the highest mean TPR at 0.1% FPR for that configuration. eps lower "
         "bound: the largest mean over attacks of the per-target empirical epsilon lower bound "
         "(95% Clopper-Pearson, threshold chosen on the other targets)."

@@ -47,13 +47,13 @@ def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
         lines += ["", *_attack_table(result, summary, group)]
     if result.dp_audit:
         lines += ["", *audit_table(result)]
+    if result.extra_target is not None:
+        lines += ["", *_extra_target(result.extra_target)]
     lines += [
         "",
-        "Values are means over targets with 95% bootstrap intervals over pool points, which "
-        "cover the mean's variation over reruns with new seeds and a new pool (utility and "
-        "epsilon: over targets; benchmark/evaluation/intervals.py). The epsilon "
-        "lower bound is each target's 95% Clopper-Pearson bound at the threshold chosen on the "
-        "other targets (benchmark/evaluation/audit.py).",
+        _interval_note(result)
+        + " The epsilon lower bound is each target's 95% Clopper-Pearson bound at the threshold "
+        "chosen on the other targets (benchmark/evaluation/audit.py).",
         "",
         bottom_line(result, summary),
         *_warnings(result),
@@ -63,13 +63,30 @@ def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _interval_note(result: ExperimentResult) -> str:
+    """What the intervals of the tables are (ExperimentResult.summary chooses them)."""
+    if result.other_replicates:
+        return (
+            f"Values are means over {result.n_replicates} independent replicates (new split, "
+            "membership and model seeds) of the mean over targets, with 95% Student-t intervals "
+            "over the replicate means, which cover reruns of this configuration with new seeds "
+            "on this dataset (benchmark/experiment/replicates.py)."
+        )
+    return (
+        "Values are means over targets with 95% bootstrap intervals over pool points, which "
+        "cover the mean's variation over reruns with new seeds and a new pool (utility and "
+        "epsilon: over targets; benchmark/evaluation/intervals.py)."
+    )
+
+
 def _title(result: ExperimentResult) -> str:
     config = result.plan.config
     return (
         f"## {config['data']['name']} · {config['model']['name']} · "
         f"defense={'+'.join(config['defense'])} · {config['protocol']['n_models']} models, "
         f"{len(result.targets)} targets · seed {config['seed']} · "
-        f"suite {config['attacks']['version']}"
+        + (f"{result.n_replicates} replicates · " if result.other_replicates else "")
+        + f"suite {config['attacks']['version']}"
         + ("" if config["attacker"]["knows_defense"] else " · naive attacker (undefended shadows)")
     )
 
@@ -125,6 +142,19 @@ def audit_table(result: ExperimentResult) -> list[str]:
         "does not keep its promise.",
     ]
     return lines
+
+
+def _extra_target(extra: ExperimentResult) -> list[str]:
+    """The checkpoint of ``protocol.target``: its own tables, apart from the targets' means."""
+    summary, target = extra.summary(), extra.plan.extra_target
+    n_members = int(target.members.sum()) if target is not None else 0
+    path = target.path if target is not None else "?"
+    head = (
+        f"**Extra target** `{path}` ({n_members} members in the pool), attacked with all "
+        f"{int(extra.targets[0])} models as shadows. Its own values, each with a 95% bootstrap "
+        "interval over pool points; not part of the means above."
+    )
+    return [head, "", *_utility(extra, summary), "", *_attack_table(extra, summary, POPULATION)]
 
 
 def strongest_attack(result: ExperimentResult, summary: dict[str, Interval]) -> str | None:

@@ -31,6 +31,7 @@ from benchmark.evaluation.keys import (
     not_applicable_tag,
     privacy_key,
 )
+from benchmark.experiment.extra_target import ExtraTarget
 from benchmark.experiment.results import ExperimentResult
 from benchmark.tracking.params import data_digest, reproducibility_tags, run_name, run_params
 from benchmark.tracking.run import TrackedRun
@@ -129,13 +130,54 @@ def _write_artifacts(result: ExperimentResult, folder: Path) -> None:
         for k, r in zip(result.targets, rows, strict=True)
     ]
     (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    if result.extra_target is not None:
+        _write_extra_target(result.extra_target, folder)
 
 
-def configuration_metrics(result: ExperimentResult) -> dict[str, float]:
+def _record_targets(run: TrackedRun, result: ExperimentResult, tags: dict[str, str]) -> None:
+    """A child run per target of ``result``, with its own values, under ``run``."""
+    for position, k in enumerate(result.targets):
+        child = run.child(f"target-{k}", tags)
+        child.log(
+            params={"target": str(k), "model_seed": str(result.plan.membership.seeds[k])},
+            metrics=result.target_metrics(position),
+        )
+        child.end("FINISHED")
+
+
+def _record_extra_target(run: TrackedRun, extra: ExperimentResult, target: ExtraTarget) -> None:
+    """The checkpoint's own target run (``protocol.target``): its values, each with its 95%
+    bootstrap interval over pool points; never part of the configuration's means."""
+    tags = {not_applicable_tag(k): v for k, v in extra.not_applicable().items()}
+    child = run.child("target-checkpoint", {**tags, "target_kind": "checkpoint"})
+    params = {
+        "target": "checkpoint",
+        "checkpoint": target.path,
+        "checkpoint_sha256": target.sha256,
+        "members": str(extra.plan.config["protocol"]["target"]["members"]),
+        "n_members": str(int(target.members.sum())),
+    }
+    child.log(params=params, metrics=configuration_metrics(extra))
+    child.end("FINISHED")
+
+
+def _write_extra_target(extra: ExperimentResult, folder: Path) -> None:
+    """``extra_target.npz``: the checkpoint's released outputs, membership and scores."""
+    k = int(extra.targets[0])
+    scores = {a.name: a.scores[0] for a in extra.attacks if a.scores is not None}
+    np.savez_compressed(
+        folder / "extra_target.npz",
+        outputs=extra.signals.outputs[k],
+        membership=extra.signals.membership[k],
+        **scores,
+    )
+
+
+def configuration_metrics(result: ExperimentResult, scheme: str | None = None) -> dict[str, float]:
     """The configuration run's metrics: each mean with its interval beside it (finite only:
-    MLflow stores no NaN)."""
+    MLflow stores no NaN); ``scheme`` as :meth:`ExperimentResult.summary` takes it."""
     metrics = {}
-    for key, interval in result.summary().items():
+    for key, interval in result.summary(scheme).items():
         low, high = interval_keys(key)
         metrics.update({key: interval.mean, low: interval.low, high: interval.high})
     metrics.update(result.audit_metrics())  # configuration-level bounds: no interval
@@ -183,13 +225,17 @@ def record_into(
     audit = violation_tags(result.accountant_violations(), result.epsilons is not None)
     tags = {**not_applicable, **audit, **best_tags, "device": result.device}
     run.log(metrics={**summary, **best}, tags=tags)
-    for position, k in enumerate(result.targets):
-        child = run.child(f"target-{k}", not_applicable)
-        child.log(
-            params={"target": str(k), "model_seed": str(result.plan.membership.seeds[k])},
-            metrics=result.target_metrics(position),
-        )
-        child.end("FINISHED")
+    if result.other_replicates:  # protocol.replicates=R: a child run per replicate
+        for r, replicate in enumerate([result, *result.other_replicates]):
+            child = run.child(f"replicate-{r}", not_applicable)
+            params = {"replicate": str(r), "replicate_seed": str(replicate.plan.seed)}
+            child.log(params=params, metrics=configuration_metrics(replicate, "points"))
+            _record_targets(child, replicate, not_applicable)
+            child.end("FINISHED")
+    else:
+        _record_targets(run, result, not_applicable)
+    if result.extra_target is not None and result.plan.extra_target is not None:
+        _record_extra_target(run, result.extra_target, result.plan.extra_target)
     with tempfile.TemporaryDirectory() as folder:
         _write_artifacts(result, Path(folder))
         _packages(Path(folder))

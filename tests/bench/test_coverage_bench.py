@@ -20,3 +20,15 @@ def test_the_coverage_benchmark_prints_every_row_as_json(capsys):
         for r in printed["rows"]
         if r["method"] == "points"
     )
+
+
+def test_with_replicates_each_seed_is_judged_by_its_replicate_interval():
+    """``--replicates R``: a seed's ``replicates`` interval is over its R replicate means."""
+    intervals = coverage.run_seed(0, coverage.TINY_OVERRIDES, replicates=2)
+    assert coverage.methods(2)[0] == "replicates" and "replicates" not in coverage.methods(1)
+    assert set(intervals) == set(coverage.methods(2))
+    replicated, single = intervals["replicates"], intervals["points"]
+    assert all(i.low <= i.mean <= i.high for i in replicated.values())
+    # The bootstrap rows describe replicate 0 alone; the mean over replicates moved with
+    # replicate 1, an experiment with other seeds.
+    assert any(replicated[key].mean != single[key].mean for key in single)
