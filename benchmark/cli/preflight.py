@@ -14,8 +14,10 @@ both, in the launching process, and raises :class:`~benchmark.errors.ConfigError
   for a sweep, every job, so that a sweep with one bad job is refused whole before anything runs
   or is written.
 
-Hydra's internals (its argument and override parsers, the sweep expansion, the override
-application) are reached only through :mod:`benchmark.cli.hydra_internals`.
+A sweep's jobs are composed once per distinct set of config files (forked workers compose the
+sets in parallel when there are many) and prepared with each dataset loaded once. Hydra's
+internals (its argument and override parsers, the sweep expansion, the override application) are
+reached only through :mod:`benchmark.cli.hydra_internals`.
 """
 
 from __future__ import annotations
