@@ -8,6 +8,8 @@ to fix and the names that exist.
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import is_dataclass
@@ -83,11 +85,32 @@ def _where(entry: object) -> str:
     return f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', entry)}"
 
 
+#: Checked parameters by (dataclass, values as JSON): a sweep's preflight checks the same attack
+#: suite for every job, and OmegaConf's structured merge costs milliseconds a plug-in.
+_CHECKED: dict[tuple[type, str], Any] = {}
+
+
+def _cache_key(params_type: type, values: Mapping[str, Any] | None) -> tuple[type, str] | None:
+    """The cache key of plain ``values`` (None when they hold interpolations or odd types)."""
+    try:
+        plain = OmegaConf.to_container(values) if OmegaConf.is_config(values) else values
+        text = json.dumps(plain or {}, sort_keys=True)
+    except (TypeError, ValueError, OmegaConfBaseException):
+        return None
+    return None if "${" in text else (params_type, text)
+
+
 def build_params(params_type: type, values: Mapping[str, Any] | None, key: str) -> Any:
     """``values`` checked against the dataclass ``params_type``; ConfigError names ``key``."""
     assert is_dataclass(params_type), params_type
+    cache_key = _cache_key(params_type, values)
+    if cache_key in _CHECKED:
+        return copy.deepcopy(_CHECKED[cache_key])  # each plug-in owns its parameters
     try:
         merged = OmegaConf.merge(OmegaConf.structured(params_type), values or {})
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{key}: {str(exc).splitlines()[0]}") from None
-    return OmegaConf.to_object(merged)
+    params = OmegaConf.to_object(merged)
+    if cache_key is not None:
+        _CHECKED[cache_key] = copy.deepcopy(params)
+    return params

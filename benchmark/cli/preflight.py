@@ -14,13 +14,17 @@ both, in the launching process, and raises :class:`~benchmark.errors.ConfigError
   for a sweep, every job, so that a sweep with one bad job is refused whole before anything runs
   or is written.
 
-Hydra's internals (its argument and override parsers, the sweep expansion, the override
-application) are reached only through :mod:`benchmark.cli.hydra_internals`.
+A sweep's jobs are composed once per distinct set of config files (forked workers compose the
+sets in parallel when there are many) and prepared with each dataset loaded once. Hydra's
+internals (its argument and override parsers, the sweep expansion, the override application) are
+reached only through :mod:`benchmark.cli.hydra_internals`.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -133,6 +137,29 @@ def _job_label(index: int, job: list[str], swept: set[str]) -> str:
     return f"job #{index} ({' '.join(shown)}): "
 
 
+#: From this many distinct sets of config files on, a sweep's preflight composes them in parallel.
+PARALLEL_FROM = 8
+
+
+def _choices(lines: list[hi.Line]) -> tuple[str, ...]:
+    """A job's config group choices: the overrides that select config files."""
+    return tuple(line.text for line in lines if line.choice)
+
+
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def _compose(job: tuple[str, tuple[str, ...]]) -> DictConfig | tuple[str, str | None]:
+    """One set of files composed in a forked worker; a failure as (message, key) (picklable)."""
+    name, choices = job
+    try:
+        return hi.compose(name, choices)
+    except hi.ComposeError as exc:
+        return str(exc), exc.key
+
+
 class JobComposer:
     """Each job's config, composing the files once per distinct set of group choices.
 
@@ -144,18 +171,39 @@ class JobComposer:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.files: dict[tuple[str, ...], DictConfig] = {}
+        self.files: dict[tuple[str, ...], DictConfig | hi.ComposeError] = {}
+
+    def prefetch(self, jobs: list[list[str]]) -> None:
+        """Compose the distinct sets of files of ``jobs``, in parallel where it pays.
+
+        Composing is Hydra's own work and most of a sweep's preflight (the standard sweep: 38
+        sets, ~0.15 s each); the sets are independent, so forked workers compose them on every
+        core, each with Hydra initialised as here, and send the configs back pickled.
+        """
+        wanted = {_choices(hi.read_lines(job)) for job in jobs} - set(self.files)
+        workers = min(len(wanted), _cores())
+        if len(wanted) < PARALLEL_FROM or workers < 2 or "fork" not in mp.get_all_start_methods():
+            return  # job() composes them one by one
+        ordered = sorted(wanted)
+        with mp.get_context("fork").Pool(workers) as pool:
+            composed = pool.map(_compose, [(self.name, c) for c in ordered], chunksize=1)
+        for choices, result in zip(ordered, composed, strict=True):
+            self.files[choices] = (
+                result if isinstance(result, DictConfig) else hi.ComposeError(*result)
+            )
 
     def job(self, overrides: list[str], label: str = "") -> DictConfig:
         lines = hi.read_lines(overrides)
-        choices = tuple(line.text for line in lines if line.choice)
+        choices = _choices(lines)
         values = [line for line in lines if not line.choice]
         if choices not in self.files:
             try:
                 self.files[choices] = hi.compose(self.name, choices)
             except hi.ComposeError as exc:
-                raise ConfigError(label + str(exc)) from None
+                self.files[choices] = exc
         files = self.files[choices]
+        if isinstance(files, hi.ComposeError):
+            raise ConfigError(label + str(files))
         try:
             check_appended(files, values)
             return hi.apply_overrides(files, [line.text for line in values])
@@ -185,7 +233,9 @@ def _compose_jobs(args: Any) -> list[tuple[str, DictConfig]]:
     swept = {line.key for line in lines if line.sweep}
     swept |= set(base.hydra.sweeper.get("params") or {})
     jobs = []
-    for i, job in enumerate(_sweep_jobs(base, lines)):
+    sweep = _sweep_jobs(base, lines)
+    composer.prefetch(sweep)
+    for i, job in enumerate(sweep):
         label = _job_label(i, job, swept)
         jobs.append((label, composer.job(job, label)))
     return jobs

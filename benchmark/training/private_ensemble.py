@@ -33,9 +33,14 @@ from benchmark.training.accounting import (
 )
 from benchmark.training.audit_canaries import CanaryTrace, GradientCanaries
 from benchmark.training.recipe import Recipe
-from benchmark.training.stacked_samplers import per_model_norm_samplers
+from benchmark.training.stacked_samplers import clipped_linear_gradients, per_model_norm_samplers
 from benchmark.training.stacked_steps import check_finite, per_model_loss, stacked_batch
-from benchmark.training.stacking import Ensemble, NotStackable, without_weight_gradients
+from benchmark.training.stacking import (
+    Ensemble,
+    NotStackable,
+    StackedLinear,
+    without_weight_gradients,
+)
 from benchmark.training.steps import make_optimizer
 
 
@@ -89,6 +94,13 @@ class PrivateEnsemble:
         # gradients alone makes autograd reach every layer's output, and stacked linear layers
         # skip their weight gradients (built-in layers skip what is not asked for).
         self._first = next(list(m.parameters()) for m in ensemble.layers if list(m.parameters()))
+        # An all-linear stack needs no second backward pass (book-keeping, see
+        # clipped_linear_gradients); convolutions and GroupNorm take ghost clipping's second pass.
+        trainable = [
+            m for m in ensemble.modules() if any(p.requires_grad for p in m.parameters(False))
+        ]
+        self._linear = [m for m in trainable if isinstance(m, StackedLinear)]
+        self._bookkeeping = len(self._linear) == len(trainable)
 
     def step(
         self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, label_smoothing: float = 0.0
@@ -98,18 +110,26 @@ class PrivateEnsemble:
         Returns each model's summed loss over its examples (``[K]``). Opacus's ghost clipping
         (``DPTensorFastGradientClipping.backward``) with clipping coefficients ``[B, K]``: a
         first backward pass gives every example's gradient norm per model, a second one the sum
-        of the clipped gradients, to which the optimizer adds the noise.
+        of the clipped gradients, to which the optimizer adds the noise. An all-linear stack
+        skips the second pass: the clipped sum is one product of the first pass's tensors.
         """
         self.module.train()
         losses = per_model_loss(self.module(x), y, label_smoothing)
         losses = torch.where(mask, losses, 0.0)
         self.optimizer.zero_grad(set_to_none=True)
         with without_weight_gradients():
-            torch.autograd.grad(losses.sum(), self._first, retain_graph=True, allow_unused=True)
+            torch.autograd.grad(
+                losses.sum(), self._first, retain_graph=not self._bookkeeping, allow_unused=True
+            )
         coefficients = self.module.get_clipping_coef()
-        self.module.disable_hooks()
-        (coefficients * losses).sum().backward()
-        self.module.enable_hooks()
+        if self._bookkeeping:
+            clipped_linear_gradients(self._linear, coefficients)
+        else:
+            self.module.disable_hooks()
+            (coefficients * losses).sum().backward()
+            self.module.enable_hooks()
+            for layer in self._linear:
+                layer.bookkeeping = None
         if self.canaries is None:
             self.optimizer.step()
         else:

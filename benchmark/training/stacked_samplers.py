@@ -51,13 +51,37 @@ def stacked_linear_grad_sample(
 def stacked_linear_norm_sample(
     layer: StackedLinear, activations: list[torch.Tensor], backprops: torch.Tensor
 ) -> Samples:
-    """Per-sample, per-model gradient norms ``[B, K]`` by ghost clipping: ``||g|| ||a||``."""
+    """Per-sample, per-model gradient norms ``[B, K]`` by ghost clipping: ``||g|| ||a||``.
+
+    Keeps ``a`` and ``g`` on the layer (``layer.bookkeeping``) for :func:`clipped_linear_gradients`.
+    """
     a = activations[0].to(backprops.dtype)
+    layer.bookkeeping = (a, backprops)
     g_norm = backprops.norm(dim=-1)
     norms = {layer.weight: g_norm * a.norm(dim=-1)}
     if layer.bias is not None:
         norms[layer.bias] = g_norm
     return norms
+
+
+def clipped_linear_gradients(layers: list[StackedLinear], coefficients: torch.Tensor) -> None:
+    """Set each layer's ``.grad`` to the sum of its clipped per-example gradients.
+
+    Book-keeping (Bu et al. 2023, "Differentially Private Optimization on Large Model at Small
+    Cost", section 3): example ``b``'s gradient of ``W`` is ``g_b a_b^T``, so the clipped sum
+    ``sum_b c_b g_b a_b^T`` is one matrix product of the norm pass's ``c * g`` and ``a`` per model,
+    and the second backward pass of ghost clipping is not needed. Exact when every trainable
+    layer is a stacked linear layer (each example's ``g`` and ``a`` depend on that example alone).
+    """
+    scale = coefficients.unsqueeze(-1)  # [B, K, 1]
+    for layer in layers:
+        assert layer.bookkeeping is not None, "the norm pass did not reach this layer"
+        a, g = layer.bookkeeping
+        layer.bookkeeping = None
+        clipped = g * scale.to(g.dtype)  # [B, K, out]
+        layer.weight.grad = torch.bmm(clipped.permute(1, 2, 0), a.transpose(0, 1))
+        if layer.bias is not None:
+            layer.bias.grad = clipped.sum(dim=0)
 
 
 def _per_model_norms(samples: Samples, n_models: int) -> Samples:

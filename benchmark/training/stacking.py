@@ -110,6 +110,9 @@ class StackedLinear(nn.Module):
             if has_bias
             else None
         )
+        #: The norm pass's input and back-propagated gradient, for DP-SGD's book-keeping
+        #: (:func:`benchmark.training.stacked_samplers.clipped_linear_gradients`).
+        self.bookkeeping: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3:

@@ -221,3 +221,26 @@ def test_dpsgd_runs_end_to_end_and_logs_epsilon(make_config):
     epsilon = outcome.result.summary()["dp/epsilon"]
     assert 0.95 * 8 <= epsilon.mean <= 8.0
     assert "privacy/lira_online/auc" in outcome.result.summary()
+
+
+def test_book_keeping_gives_the_clipped_gradients_of_ghost_clippings_second_pass():
+    modules, x, y, mask = _stacked_problem("mlp")
+    updates = []
+    for bookkeeping in (True, False):
+        ensemble = stack(copy.deepcopy(modules))
+        before = [p.detach().clone() for p in ensemble.parameters()]
+        private = PrivateEnsemble(
+            ensemble,
+            torch.optim.SGD(ensemble.parameters(), lr=1.0),
+            DPParams(max_grad_norm=0.05),
+            sigma=0.0,
+            expected_batch_size=5,
+        )
+        assert private._bookkeeping  # an all-linear stack takes the one-pass path
+        private._bookkeeping = bookkeeping
+        private.step(x, y, mask)
+        private.close()
+        updates.append([b - p.detach() for b, p in zip(before, ensemble.parameters(), strict=True)])
+    for one_pass, two_pass in zip(*updates, strict=True):
+        assert one_pass.abs().max() > 0
+        assert torch.allclose(one_pass, two_pass, rtol=1e-5, atol=1e-8)
