@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -104,6 +104,12 @@ class TrackingConfig:
     system_metrics: bool = False
     #: Where a run goes when the tracker fails midway; ``mia-replay`` uploads it later.
     spool_dir: str = "results/spool"
+
+
+def default_tracking_uri() -> str:
+    """:attr:`TrackingConfig.uri` resolved now (``mia-report``'s default, the one a command may
+    leave out): the dataclass holds the interpolation, which only Hydra's composition resolves."""
+    return str(OmegaConf.create({"uri": TrackingConfig.uri}).uri)
 
 
 @dataclass

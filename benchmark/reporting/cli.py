@@ -7,7 +7,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from benchmark.config.schema import TrackingConfig
+from benchmark.config.schema import TrackingConfig, default_tracking_uri
 from benchmark.errors import ConfigError
 from benchmark.reporting.report import build_report
 
@@ -67,8 +67,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tracking-uri",
         metavar="URI",
-        default=TrackingConfig.uri,
-        help=f"MLflow tracking URI the runs were recorded in (default: {TrackingConfig.uri})",
+        default=default_tracking_uri(),
+        help="MLflow tracking URI the runs were recorded in (default: $MLFLOW_TRACKING_URI when "
+        "set, else sqlite:///results/mlflow.db; now: %(default)s)",
     )
     parser.add_argument(
         "--out",

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.config.schema import TrackingConfig
+from benchmark.config.schema import default_tracking_uri
 from benchmark.reporting.document import Block, Figure, Heading
 from benchmark.reporting.figures import figure_blocks, roc_figure
 from benchmark.reporting.plots import FAMILY_STYLE
@@ -102,13 +102,13 @@ def report_command(
         if sweep
         else list(run_ids)
     )
-    if tracking_uri != TrackingConfig.uri:
+    if tracking_uri != default_tracking_uri():
         args += ["--tracking-uri", tracking_uri]
     return shlex.join([*args, "--out", str(out)])
 
 
 def build_report(
-    tracking_uri: str = TrackingConfig.uri,
+    tracking_uri: str | None = None,
     experiment: str | None = None,
     sweep: str | None = None,
     run_ids: Sequence[str] = (),
@@ -118,7 +118,9 @@ def build_report(
     progress: bool = True,
 ) -> ReportFiles:
     """Write the report folder for the selected runs; ``command`` is printed as the way to
-    regenerate it (rebuilt from the arguments when not given)."""
+    regenerate it (rebuilt from the arguments when not given). ``tracking_uri`` defaults to
+    :func:`default_tracking_uri`."""
+    tracking_uri = tracking_uri or default_tracking_uri()
     client = open_client(tracking_uri)
     runs = _keyed(select_runs(client, experiment, sweep, run_ids))
     out = Path(out)

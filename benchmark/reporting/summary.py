@@ -8,7 +8,7 @@ import shlex
 
 import numpy as np
 
-from benchmark.config.schema import TrackingConfig
+from benchmark.config.schema import default_tracking_uri
 from benchmark.evaluation.keys import (
     AUC,
     CANARY,
@@ -37,9 +37,15 @@ FEW_TARGETS = 5
 FEW_MODELS = 16
 
 
-def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
+def format_summary(
+    result: ExperimentResult,
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    artifact_uri: str | None = None,
+) -> str:
     """Markdown tables (utility; each attack's AUC and low-FPR TPRs, mean [95% CI]), then the
-    bottom line; with ``run_id``, the commands to look further."""
+    bottom line; with ``run_id``, where the run and its artifacts are and the commands to look
+    further (:func:`next_step`)."""
     summary = result.summary()
     lines = [_title(result), "", *_utility(result, summary)]
     groups = [POPULATION] + ([CANARY] if result.signals.canary.any() else [])
@@ -57,7 +63,7 @@ def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
         *_warnings(result),
     ]
     if run_id is not None:
-        lines += ["", next_step(result, run_id)]
+        lines += ["", next_step(result, run_id, experiment_id, artifact_uri)]
     return "\n".join(lines)
 
 
@@ -158,15 +164,33 @@ def _warnings(result: ExperimentResult) -> list[str]:
     return ["", "**Caution:** " + "; ".join(found) + "."] if found else []
 
 
-def next_step(result: ExperimentResult, run_id: str) -> str:
-    """Where the run is and the commands that show more of it."""
-    tracking = result.plan.config.get("tracking") or {}
-    uri = tracking.get("uri", TrackingConfig.uri)
+#: Where ``mlflow ui`` serves by default.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def next_step(
+    result: ExperimentResult,
+    run_id: str,
+    experiment_id: str | None = None,
+    artifact_uri: str | None = None,
+) -> str:
+    """Where the run is (the UI's URL of its page), where its artifacts are, and the command
+    that writes its report."""
+    uri = (result.plan.config.get("tracking") or {}).get("uri") or default_tracking_uri()
     report = ["mia-report", run_id, "--out", f"results/report-{run_id[:8]}"]
-    if uri != TrackingConfig.uri:
+    if uri != default_tracking_uri():
         report[2:2] = ["--tracking-uri", uri]
-    return (
-        f"**Next:** `mlflow ui --backend-store-uri {uri}` shows run {run_id} with its artifacts "
-        f"(summary.md, roc.png, scores.npz, signals.npz, metrics.csv); "
-        f"`{shlex.join(report)}` writes its full report."
+    page = f"/#/experiments/{experiment_id}/runs/{run_id}" if experiment_id else ""
+    if uri.startswith(("http://", "https://")):
+        ui = f"open {uri.rstrip('/')}{page}"
+    else:
+        ui = f"`mlflow ui --backend-store-uri {uri}`, then open {LOCAL_UI}{page}"
+    files = "summary.md, roc.png, scores.npz, signals.npz, metrics.csv"
+    return "\n".join(
+        [
+            f"**Next:** run {run_id}",
+            f"- in the MLflow UI: {ui}",
+            f"- its artifacts ({files}): {artifact_uri or 'on the run page, Artifacts tab'}",
+            f"- its full report: `{shlex.join(report)}`",
+        ]
     )

@@ -181,6 +181,7 @@ def record_into(
         child.log(
             params={"target": str(k), "model_seed": str(result.plan.membership.seeds[k])},
             metrics=result.target_metrics(position),
+            history=run.model_curves.get(int(k), []),  # its training curve, per epoch
         )
         child.end("FINISHED")
     with tempfile.TemporaryDirectory() as folder:
