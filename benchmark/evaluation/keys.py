@@ -57,6 +57,15 @@ def privacy_key(group: str, attack: str, metric: str) -> str:
     return f"{group}/{attack}/{metric}"
 
 
+#: ``privacy/strongest/<metric>``: the strongest applicable attack's value (its name as a tag of
+#: the same key), one axis comparing every run whatever attacks apply to its release.
+STRONGEST = "strongest"
+
+
+def strongest_key(metric: str) -> str:
+    return privacy_key(POPULATION, STRONGEST, metric)
+
+
 def not_applicable_tag(attack: str) -> str:
     return f"{NOT_APPLICABLE}/{attack}"
 

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmark.config.compose import CONFIG_DIR, compose_config
-from benchmark.tracking.params import COMPARISON_PARAMS, flatten, leaves
+from benchmark.tracking.params import COMPARISON_PARAMS, flat_params, leaves
 
 #: Config groups whose option is named by the option's ``name`` field.
 NAMED_GROUPS = ("data", "model")
@@ -46,11 +46,12 @@ class Command:
 
 
 def _science(params: Mapping[str, str]) -> dict[str, str]:
-    # The comparison params repeat what the configuration says; they are no override.
+    # The comparison params repeat what the configuration says; they are no override. An empty
+    # mapping (a run recorded before flat_params dropped them) is none either.
     return {
         k: v
         for k, v in params.items()
-        if not k.startswith(("tracking.", "hydra.")) and k not in COMPARISON_PARAMS
+        if not k.startswith(("tracking.", "hydra.")) and k not in COMPARISON_PARAMS and v != "{}"
     }
 
 
@@ -119,7 +120,7 @@ def reproduce_command(params: Mapping[str, str], tags: Mapping[str, str]) -> Com
     if base is None:
         return Command(tuple(groups), verified=False)
     typed = leaves(base)
-    composed = _science(flatten(base))
+    composed = _science(flat_params(base))
     fields = []
     for key, param in wanted.items():
         if key not in composed:
@@ -131,5 +132,5 @@ def reproduce_command(params: Mapping[str, str], tags: Mapping[str, str]) -> Com
         fields.append(f"seed={wanted['seed']}")  # always explicit: it is what reruns vary
     overrides = [*groups, *sorted(fields, key=lambda f: f.lstrip("+~"))]
     rebuilt = _compose(overrides)
-    verified = rebuilt is not None and _science(flatten(rebuilt)) == wanted
+    verified = rebuilt is not None and _science(flat_params(rebuilt)) == wanted
     return Command(tuple(overrides), verified=verified)

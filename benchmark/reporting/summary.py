@@ -24,6 +24,7 @@ from benchmark.evaluation.keys import (
 )
 from benchmark.evaluation.metrics import Interval
 from benchmark.experiment.results import ExperimentResult
+from benchmark.tracking.ui_view import page
 
 COLUMNS = (
     ("AUC", AUC),
@@ -164,6 +165,14 @@ def _warnings(result: ExperimentResult) -> list[str]:
     return ["", "**Caution:** " + "; ".join(found) + "."] if found else []
 
 
+def ui_base(uri: str) -> tuple[str, str]:
+    """How to open the UI on tracking store ``uri`` (a command, or nothing for a server), and
+    the UI's address."""
+    if uri.startswith(("http://", "https://")):
+        return "", uri.rstrip("/")
+    return f"`mlflow ui --backend-store-uri {uri}`, then ", LOCAL_UI
+
+
 #: Where ``mlflow ui`` serves by default.
 LOCAL_UI = "http://127.0.0.1:5000"
 
@@ -174,23 +183,22 @@ def next_step(
     experiment_id: str | None = None,
     artifact_uri: str | None = None,
 ) -> str:
-    """Where the run is (the UI's URL of its page), where its artifacts are, and the command
-    that writes its report."""
+    """Where the run is (the UI's URL of its page and of the experiment's compare view), where
+    its artifacts are, and the command that writes its report."""
     uri = (result.plan.config.get("tracking") or {}).get("uri") or default_tracking_uri()
     report = ["mia-report", run_id, "--out", f"results/report-{run_id[:8]}"]
     if uri != default_tracking_uri():
         report[2:2] = ["--tracking-uri", uri]
-    page = f"/#/experiments/{experiment_id}/runs/{run_id}" if experiment_id else ""
-    if uri.startswith(("http://", "https://")):
-        ui = f"open {uri.rstrip('/')}{page}"
-    else:
-        ui = f"`mlflow ui --backend-store-uri {uri}`, then open {LOCAL_UI}{page}"
-    files = "summary.md, roc.png, scores.npz, signals.npz, metrics.csv"
-    return "\n".join(
-        [
-            f"**Next:** run {run_id}",
-            f"- in the MLflow UI: {ui}",
-            f"- its artifacts ({files}): {artifact_uri or 'on the run page, Artifacts tab'}",
-            f"- its full report: `{shlex.join(report)}`",
+    start, base = ui_base(uri)
+    lines = [f"**Next:** run {run_id}"]
+    if experiment_id is not None:
+        lines += [
+            f"- in the MLflow UI: {start}open {base}/{page(experiment_id, run_id)}",
+            f"- beside the experiment's other runs: {base}/{page(experiment_id)}",
         ]
-    )
+    else:
+        lines.append(f"- in the MLflow UI: {start}open {base}")
+    files = "summary.md, roc.png, scores.npz, signals.npz, metrics.csv"
+    where = artifact_uri or "on the run page, Artifacts tab"
+    lines += [f"- its artifacts ({files}): {where}", f"- its full report: `{shlex.join(report)}`"]
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +21,17 @@ PACKAGES = ("mia-bench", "torch", "opacus", "scikit-learn", "numpy", "mlflow", "
 
 
 #: Params every configuration run carries, so that any two runs compare on the same axes.
-COMPARISON_PARAMS = ("defense", "defense_option", "data", "model", "n_models", "canaries")
+COMPARISON_PARAMS = (
+    "defense",
+    "defense_option",
+    "strength",
+    "data",
+    "model",
+    "n_models",
+    "canaries",
+)
+#: A strength preset's level: ``conf/defense/strength/<defense>_<level>.yaml``.
+_PRESET = re.compile(r"strength/\w+?_(low|mid|high)\b")
 
 
 def data_digest(data: dict[str, Any]) -> str:
@@ -143,12 +154,22 @@ def defense_option() -> str | None:
     return HydraConfig.get().runtime.choices.get("defense")
 
 
+def strength(option: str) -> str:
+    """The protection level of the strength presets in a defense choice: ``high`` for
+    ``strength/relaxloss_high``; ``none`` without a defense, ``other`` for a defense set
+    otherwise. Short, so that a parallel-coordinates axis shows it whole (MLflow cuts labels)."""
+    levels = _PRESET.findall(option)
+    return "+".join(levels) or ("none" if option == "none" else "other")
+
+
 def comparison_params(config: dict[str, Any]) -> dict[str, str]:
     """The same comparison axes on every configuration run (:data:`COMPARISON_PARAMS`)."""
     defense = "+".join(config["defense"]) or "none"
+    option = defense_option() or defense
     return {
         "defense": defense,
-        "defense_option": defense_option() or defense,
+        "defense_option": option,
+        "strength": strength(option),
         "data": config["data"]["name"],
         "model": config["model"]["name"],
         "n_models": str(config["protocol"]["n_models"]),
@@ -161,4 +182,11 @@ def run_params(config: dict[str, Any]) -> dict[str, str]:
     comparison params (``seed``, ``attacker.knows_defense`` and the defenses' parameters are
     among the flattened keys)."""
     science = {key: value for key, value in config.items() if key != "tracking"}
-    return {**flatten(science), **comparison_params(config)}
+    return {**flat_params(science), **comparison_params(config)}
+
+
+def flat_params(config: dict[str, Any]) -> dict[str, str]:
+    """:func:`flatten` without empty mappings: ``defense.label_only: {}`` (a defense without
+    parameters) says nothing the ``defense`` param does not, and MLflow's compare view drew it
+    as an axis of ``{}`` values."""
+    return {key: value for key, value in flatten(config).items() if value != "{}"}

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.data.pool import Pool
 from benchmark.evaluation.audit import violation_tags
-from benchmark.evaluation.keys import interval_keys, not_applicable_tag
+from benchmark.evaluation.keys import interval_keys, not_applicable_tag, strongest_key
 from benchmark.experiment.results import ExperimentResult
 from benchmark.tracking.params import data_digest, reproducibility_tags, run_name, run_params
 from benchmark.tracking.run import TrackedRun
@@ -102,8 +102,8 @@ def strongest(summary: dict[str, float]) -> tuple[dict[str, float], dict[str, st
         }
         if values:
             attack = max(values, key=values.__getitem__)
-            metrics[f"privacy/strongest/{key}"] = values[attack]
-            tags[f"privacy/strongest/{key}"] = attack
+            metrics[strongest_key(key)] = values[attack]
+            tags[strongest_key(key)] = attack
     return metrics, tags
 
 

@@ -3,6 +3,7 @@ MLflow's conventions, dataset lineage, comparison params; KILLED on SIGTERM, the
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmark.cli.job import run
 from benchmark.tracking.params import COMPARISON_PARAMS, config_hash, data_digest
+from benchmark.tracking.ui_view import AXES_METRICS, AXES_PARAMS, COMPARE_VIEW, SHARE_TAG
 from tests.conftest import FAST
 
 RESERVED = ("mlflow.source.git.commit", "mlflow.source.name", "mlflow.user", "mlflow.runName")
@@ -84,6 +86,9 @@ def test_a_finished_run_spans_the_job_and_carries_lineage_and_comparison_params(
     assert strongest == max(aucs) and tags["privacy/strongest/auc"]
     experiment = client.get_experiment(info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert json.loads(experiment.tags[SHARE_TAG]) == COMPARE_VIEW  # the UI's compare view
+    assert all(key in params for key in AXES_PARAMS)
+    assert all(key in parent.data.metrics for key in AXES_METRICS)
     names = {a.path for a in client.list_artifacts(info.run_id)}
     assert "requirements-installed.txt" in names
 
