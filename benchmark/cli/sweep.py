@@ -46,10 +46,9 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark.cli.job import run
 from benchmark.config.compose import to_container
 from benchmark.errors import ConfigError
-from benchmark.reporting.summary import ui_base
-from benchmark.tracking.params import config_hash
+from benchmark.reporting.summary import ui_hint
+from benchmark.tracking.params import config_hash, sweep_name
 from benchmark.tracking.store import PARENT_RUN_FILE, current_parent_run, open_store
-from benchmark.tracking.ui_view import page
 
 #: Written by each job into its output folder; read back by the launching process at the end.
 OUTCOME_FILE = "mia_bench_outcome.json"
@@ -136,21 +135,6 @@ def open_parent_run(config: DictConfig) -> tuple[str, bool]:
         },
     )
     return run.info.run_id, False
-
-
-def sweep_name(config: DictConfig) -> str:
-    """The parent run's name: what the sweep varies, and when it ran (its folder's name):
-    ``sweep defense × protocol.canaries · 12-30-05``."""
-    swept = [str(key) for key in (config.hydra.sweeper.get("params") or {})]
-    for override in config.hydra.overrides.task:
-        key, _, value = override.partition("=")
-        is_list = value.startswith(("[", "{"))  # defense=[a,b] composes, it sweeps nothing
-        if ("," in value or value.startswith(("range(", "choice("))) and not is_list:
-            key = key.lstrip("+~")
-            swept += [] if key in swept else [key]
-    return " · ".join(
-        ["sweep " + (" × ".join(swept) or "(one job)"), Path(config.hydra.sweep.dir).name]
-    )
 
 
 def _launcher_tags() -> dict[str, str]:
@@ -332,13 +316,6 @@ def _outcome_record(config: DictConfig, job_return: JobReturn) -> dict[str, Any]
         **asdict(outcome),
         "reason": reason,
     }
-
-
-def ui_hint(uri: str, experiment_id: str | None = None) -> str:
-    """How to open the UI, on the experiment's compare view when its id is known."""
-    start, base = ui_base(uri)
-    where = f"{base}/{page(experiment_id)}" if experiment_id is not None else base
-    return f"Compare the runs in the MLflow UI: {start.replace('`', '')}open {where}"
 
 
 def _distinguishing(outcomes: list[dict[str, Any]]) -> list[str]:

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmark.config.compose import CONFIG_DIR, compose_config
-from benchmark.tracking.params import COMPARISON_PARAMS, flat_params, leaves
+from benchmark.tracking.params import COMPARISON_PARAMS, empty_defense, flat_params, leaves
 
 #: Config groups whose option is named by the option's ``name`` field.
 NAMED_GROUPS = ("data", "model")
@@ -46,12 +46,14 @@ class Command:
 
 
 def _science(params: Mapping[str, str]) -> dict[str, str]:
-    # The comparison params repeat what the configuration says; they are no override. An empty
-    # mapping (a run recorded before flat_params dropped them) is none either.
+    # The comparison params repeat what the configuration says; they are no override, nor is a
+    # defense without parameters (its name is in the defense tag; older runs logged it as {}).
     return {
         k: v
         for k, v in params.items()
-        if not k.startswith(("tracking.", "hydra.")) and k not in COMPARISON_PARAMS and v != "{}"
+        if not k.startswith(("tracking.", "hydra."))
+        and k not in COMPARISON_PARAMS
+        and not empty_defense(k, v)
     }
 
 

@@ -173,6 +173,13 @@ def ui_base(uri: str) -> tuple[str, str]:
     return f"`mlflow ui --backend-store-uri {uri}`, then ", LOCAL_UI
 
 
+def ui_hint(uri: str, experiment_id: str | None = None) -> str:
+    """How to open the UI, on the experiment's compare view when its id is known."""
+    start, base = ui_base(uri)
+    where = f"{base}/{page(experiment_id)}" if experiment_id is not None else base
+    return f"Compare the runs in the MLflow UI: {start.replace('`', '')}open {where}"
+
+
 #: Where ``mlflow ui`` serves by default.
 LOCAL_UI = "http://127.0.0.1:5000"
 

@@ -186,7 +186,26 @@ def run_params(config: dict[str, Any]) -> dict[str, str]:
 
 
 def flat_params(config: dict[str, Any]) -> dict[str, str]:
-    """:func:`flatten` without empty mappings: ``defense.label_only: {}`` (a defense without
-    parameters) says nothing the ``defense`` param does not, and MLflow's compare view drew it
-    as an axis of ``{}`` values."""
-    return {key: value for key, value in flatten(config).items() if value != "{}"}
+    """:func:`flatten` without the defenses that have no parameters: ``defense.label_only: {}``
+    says nothing the ``defense`` param does not, and MLflow's compare view drew it as an axis of
+    ``{}`` values. (An attack's empty mapping stays: it says the attack is in the suite.)"""
+    return {k: v for k, v in flatten(config).items() if not empty_defense(k, v)}
+
+
+def empty_defense(key: str, value: str) -> bool:
+    return key.startswith("defense.") and value == "{}"
+
+
+def sweep_name(config: Any) -> str:
+    """The parent run's name: what the sweep varies, and when it ran (its folder's name):
+    ``sweep defense × protocol.canaries · 12-30-05``."""
+    swept = [str(key) for key in (config.hydra.sweeper.get("params") or {})]
+    for override in config.hydra.overrides.task:
+        key, _, value = override.partition("=")
+        is_list = value.startswith(("[", "{"))  # defense=[a,b] composes, it sweeps nothing
+        if ("," in value or value.startswith(("range(", "choice("))) and not is_list:
+            key = key.lstrip("+~")
+            swept += [] if key in swept else [key]
+    return " · ".join(
+        ["sweep " + (" × ".join(swept) or "(one job)"), Path(config.hydra.sweep.dir).name]
+    )

@@ -22,6 +22,8 @@ from benchmark.cli.sweep import (
     sweep_id,
 )
 from benchmark.config.compose import CONFIG_DIR, to_container
+from benchmark.reporting.summary import ui_hint
+from benchmark.tracking.params import sweep_name
 from benchmark.tracking.record import _start_run
 from benchmark.tracking.store import open_store
 from tests.conftest import FAST
@@ -290,12 +292,12 @@ def test_the_parent_run_is_named_after_what_the_sweep_varies():
             }
         }
     )
-    assert sweep.sweep_name(config) == "sweep defense × protocol.canaries × seed · 06-00-00"
+    assert sweep_name(config) == "sweep defense × protocol.canaries × seed · 06-00-00"
 
 
 def test_the_ui_hint_opens_the_compare_view():
-    local = sweep.ui_hint("sqlite:///results/mlflow.db", "3")
+    local = ui_hint("sqlite:///results/mlflow.db", "3")
     assert "mlflow ui --backend-store-uri sqlite:///results/mlflow.db" in local
     assert "http://127.0.0.1:5000/#/experiments/3/runs?viewStateShareKey=compare" in local
-    server = sweep.ui_hint("http://mlflow.example.org:5000/", "3")
+    server = ui_hint("http://mlflow.example.org:5000/", "3")
     assert "mlflow ui" not in server and "http://mlflow.example.org:5000/#/experiments/3/" in server
