@@ -165,6 +165,10 @@ def _warnings(result: ExperimentResult) -> list[str]:
     return ["", "**Caution:** " + "; ".join(found) + "."] if found else []
 
 
+#: Where ``mlflow ui`` serves by default.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
 def ui_base(uri: str) -> tuple[str, str]:
     """How to open the UI on tracking store ``uri`` (a command, or nothing for a server), and
     the UI's address."""
@@ -178,10 +182,6 @@ def ui_hint(uri: str, experiment_id: str | None = None) -> str:
     start, base = ui_base(uri)
     where = f"{base}/{page(experiment_id)}" if experiment_id is not None else base
     return f"Compare the runs in the MLflow UI: {start.replace('`', '')}open {where}"
-
-
-#: Where ``mlflow ui`` serves by default.
-LOCAL_UI = "http://127.0.0.1:5000"
 
 
 def next_step(
