@@ -42,10 +42,17 @@ def progress(
     log.info("%s: %d %s(s) in %.1f s", desc, count, unit, time.perf_counter() - start)
 
 
+#: The training-curve metric keys (their one spelling; ``benchmark.evaluation.keys`` re-exports
+#: them): the mean over the epoch's steps of the batch loss and of the batch accuracy.
+TRAIN_LOSS = "train/loss"
+TRAIN_ACC = "train/acc"
+
 #: Where the training engines report each epoch's metrics (the open MLflow run, when a job sets
-#: one): ``sink(epoch, {"train/loss": ..., "train/acc": ...})``. A context variable, so that the
-#: engines need no tracking argument and a shadow training can switch it off.
-EpochSink = Callable[[int, dict[str, float]], None]
+#: one): ``sink(epoch, means, per_model)``, ``means`` the mean over the K models
+#: (``{"train/loss": ..., "train/acc": ...}``), ``per_model`` the same keys with one value per
+#: model (model ``k`` at index ``k``). A context variable, so that the engines need no tracking
+#: argument and a shadow training can switch it off.
+EpochSink = Callable[[int, dict[str, float], dict[str, list[float]]], None]
 _epoch_sink: ContextVar[EpochSink | None] = ContextVar("epoch_sink", default=None)
 
 
@@ -59,8 +66,10 @@ def reporting_epochs(sink: EpochSink | None) -> Iterator[None]:
         _epoch_sink.reset(token)
 
 
-def report_epoch(epoch: int, metrics: dict[str, float]) -> None:
+def report_epoch(
+    epoch: int, metrics: dict[str, float], per_model: dict[str, list[float]] | None = None
+) -> None:
     """One epoch's training metrics, to the current sink (a no-op without one)."""
     sink = _epoch_sink.get()
     if sink is not None:
-        sink(epoch, metrics)
+        sink(epoch, metrics, per_model or {})

@@ -118,7 +118,11 @@ def _execute_and_record(cfg: DictConfig, plan, tracked: TrackedRun | None) -> Ru
         if tracked is not None:
             tracked.end("FAILED", reason)
         return RunOutcome(None, run_id, reason, failure=reason)
-    text = format_summary(result)
+    text = (
+        format_summary(result, run_id, tracked.experiment_id, tracked.artifact_uri)
+        if tracked is not None and run_id is not None
+        else format_summary(result)
+    )
     violations = result.accountant_violations()
     if violations:
         message = violation_message(violations)

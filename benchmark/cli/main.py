@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from benchmark.cli.job import run
 from benchmark.cli.preflight import check_command_line
-from benchmark.cli.sweep import in_sweep, run_job, ui_hint
+from benchmark.cli.sweep import in_sweep, run_job
 from benchmark.config.compose import CONFIG_DIR
 from benchmark.errors import ConfigError
 from benchmark.reporting.cli import main as report
@@ -32,10 +32,8 @@ from benchmark.reporting.cli import main as report
 def _ui_hint(cfg: DictConfig, run_id: str | None) -> str:
     if run_id is None:
         return "tracking disabled: nothing recorded"
-    return (
-        f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}'.\n"
-        f"{ui_hint(cfg.tracking.uri)}"
-    )
+    # The summary's "Next:" line already says how to open the UI on this run.
+    return f"MLflow run {run_id} in experiment '{cfg.tracking.experiment}'."
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

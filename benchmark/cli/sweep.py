@@ -46,7 +46,8 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark.cli.job import run
 from benchmark.config.compose import to_container
 from benchmark.errors import ConfigError
-from benchmark.tracking.params import config_hash
+from benchmark.reporting.summary import ui_hint
+from benchmark.tracking.params import config_hash, sweep_name
 from benchmark.tracking.store import PARENT_RUN_FILE, current_parent_run, open_store
 
 #: Written by each job into its output folder; read back by the launching process at the end.
@@ -124,7 +125,7 @@ def open_parent_run(config: DictConfig) -> tuple[str, bool]:
     run = client.create_run(
         experiment_id,
         tags={
-            "mlflow.runName": f"sweep {sweep_dir.name}",
+            "mlflow.runName": sweep_name(config),
             "sweep_id": sid,
             "sweep_dir": str(sweep_dir),
             "sweep_overrides": overrides[:5000],
@@ -317,12 +318,6 @@ def _outcome_record(config: DictConfig, job_return: JobReturn) -> dict[str, Any]
     }
 
 
-def ui_hint(uri: str) -> str:
-    if uri.startswith(("http://", "https://")):
-        return f"Open the UI at {uri}"
-    return f"Open the UI with:  mlflow ui --backend-store-uri {uri}"
-
-
 def _distinguishing(outcomes: list[dict[str, Any]]) -> list[str]:
     """Each job's overrides that differ between jobs (all of them for a one-job sweep)."""
     values: dict[str, set[str]] = {}
@@ -385,11 +380,11 @@ class SweepCallback(Callback):
         marker = sweep_dir / PARENT_RUN_FILE
         parent = marker.read_text().strip() if config.tracking.enabled and marker.exists() else None
         if parent is not None:
-            client, _ = open_store(config.tracking)
+            client, experiment_id = open_store(config.tracking)
             client.set_terminated(parent, "FAILED" if failed else "FINISHED")
         print(format_outcomes(outcomes, parent))
         if parent is not None:
-            print(ui_hint(config.tracking.uri))
+            print(ui_hint(config.tracking.uri, experiment_id))
         if failed:
             print(f"mia-bench: {failed} of {len(outcomes)} jobs failed", file=sys.stderr)
             sys.exit(1)

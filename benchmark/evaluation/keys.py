@@ -6,13 +6,18 @@ Per target run and per configuration run (the mean, with ``_ci_low`` / ``_ci_hig
 - ``utility/test_acc``, ``utility/train_acc``, ``utility/gap``;
 - ``dp/epsilon``: the accountant's epsilon (DP-SGD only);
 - ``<group>/<attack>/<metric>``: every attack in every metric group, ``<metric>`` one of
-  :data:`ROC_METRICS` or :data:`EPS_LB`.
+  :data:`ROC_METRICS` or :data:`EPS_LB`;
+- ``train/loss``, ``train/acc`` per epoch (step = epoch): the mean over the models in the
+  configuration run, each model's own in its target run. Spelled in :mod:`benchmark.progress`,
+  the lowest layer, because the training engines report them.
 
 Per configuration run only: ``audit/<method>/eps_lb`` (and ``audit/<method>/mu_lb`` for a
 Gaussian-DP estimate), the bounds of a canary audit (``audit=whitebox``).
 """
 
 from __future__ import annotations
+
+from benchmark.progress import TRAIN_ACC, TRAIN_LOSS  # noqa: F401 (re-exported: curve keys)
 
 #: Metric groups: the ordinary population (fitted members against non-members), and the
 #: canaries when there are any.
@@ -65,6 +70,10 @@ def privacy_key(group: str, attack: str, metric: str) -> str:
 def audit_key(method: str, metric: str = EPS_LB) -> str:
     """``audit/whitebox_gdp/eps_lb`` for ``method="whitebox_gdp"``."""
     return f"{AUDIT}/{method}/{metric}"
+
+
+def strongest_key(metric: str) -> str:
+    return privacy_key(POPULATION, STRONGEST, metric)
 
 
 def not_applicable_tag(attack: str) -> str:

@@ -7,7 +7,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from benchmark.config.schema import LOCAL_TRACKING_URI, TrackingConfig, default_tracking_uri
+from benchmark.config.schema import TrackingConfig, default_tracking_uri
 from benchmark.errors import ConfigError
 from benchmark.reporting.report import build_report
 
@@ -68,8 +68,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--tracking-uri",
         metavar="URI",
         default=default_tracking_uri(),
-        help="MLflow tracking URI the runs were recorded in "
-        f"(default: MLFLOW_TRACKING_URI when set, else {LOCAL_TRACKING_URI})",
+        help="MLflow tracking URI the runs were recorded in (default: $MLFLOW_TRACKING_URI when "
+        "set, else sqlite:///results/mlflow.db; now: %(default)s)",
     )
     parser.add_argument(
         "--out",

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmark.config.compose import CONFIG_DIR, compose_config
-from benchmark.tracking.params import COMPARISON_PARAMS, flatten, leaves
+from benchmark.tracking.params import COMPARISON_PARAMS, empty_defense, flat_params, leaves
 
 #: Config groups whose option is named by the option's ``name`` field (``audit`` by ``method``).
 NAMED_GROUPS = ("data", "model")
@@ -47,8 +47,9 @@ class Command:
 
 
 def _science(params: Mapping[str, str]) -> dict[str, str]:
-    # The comparison params repeat what the configuration says; they are no override. Without a
-    # canary audit the audit.* keys say nothing (runs recorded before audits existed lack them).
+    # The comparison params repeat what the configuration says; they are no override, nor is a
+    # defense without parameters (its name is in the defense tag; older runs logged it as {}).
+    # Without a canary audit the audit.* keys say nothing (runs before audits existed lack them).
     no_audit = str(params.get("audit.method", "none")) == "none"
     return {
         k: v
@@ -56,6 +57,7 @@ def _science(params: Mapping[str, str]) -> dict[str, str]:
         if not k.startswith(("tracking.", "hydra."))
         and k not in COMPARISON_PARAMS
         and not (no_audit and k.startswith("audit."))
+        and not empty_defense(k, v)
     }
 
 
@@ -127,7 +129,7 @@ def reproduce_command(params: Mapping[str, str], tags: Mapping[str, str]) -> Com
     if base is None:
         return Command(tuple(groups), verified=False)
     typed = leaves(base)
-    composed = _science(flatten(base))
+    composed = _science(flat_params(base))
     fields = []
     for key, param in wanted.items():
         if key not in composed:
@@ -139,5 +141,5 @@ def reproduce_command(params: Mapping[str, str], tags: Mapping[str, str]) -> Com
         fields.append(f"seed={wanted['seed']}")  # always explicit: it is what reruns vary
     overrides = [*groups, *sorted(fields, key=lambda f: f.lstrip("+~"))]
     rebuilt = _compose(overrides)
-    verified = rebuilt is not None and _science(flatten(rebuilt)) == wanted
+    verified = rebuilt is not None and _science(flat_params(rebuilt)) == wanted
     return Command(tuple(overrides), verified=verified)

@@ -118,7 +118,8 @@ def build_report(
     progress: bool = True,
 ) -> ReportFiles:
     """Write the report folder for the selected runs; ``command`` is printed as the way to
-    regenerate it (rebuilt from the arguments when not given)."""
+    regenerate it (rebuilt from the arguments when not given). ``tracking_uri`` defaults to
+    :func:`default_tracking_uri`."""
     tracking_uri = tracking_uri or default_tracking_uri()
     client = open_client(tracking_uri)
     runs = _keyed(select_runs(client, experiment, sweep, run_ids))

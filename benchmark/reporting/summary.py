@@ -24,6 +24,7 @@ from benchmark.evaluation.keys import (
 )
 from benchmark.evaluation.metrics import Interval
 from benchmark.experiment.results import ExperimentResult
+from benchmark.tracking.ui_view import page
 
 COLUMNS = (
     ("AUC", AUC),
@@ -37,9 +38,15 @@ FEW_TARGETS = 5
 FEW_MODELS = 16
 
 
-def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
+def format_summary(
+    result: ExperimentResult,
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    artifact_uri: str | None = None,
+) -> str:
     """Markdown tables (utility; each attack's AUC and low-FPR TPRs, mean [95% CI]), then the
-    bottom line; with ``run_id``, the commands to look further."""
+    bottom line; with ``run_id``, where the run and its artifacts are and the commands to look
+    further (:func:`next_step`)."""
     summary = result.summary()
     lines = [_title(result), "", *_utility(result, summary)]
     groups = [POPULATION] + ([CANARY] if result.signals.canary.any() else [])
@@ -59,7 +66,7 @@ def format_summary(result: ExperimentResult, run_id: str | None = None) -> str:
         *_warnings(result),
     ]
     if run_id is not None:
-        lines += ["", next_step(result, run_id)]
+        lines += ["", next_step(result, run_id, experiment_id, artifact_uri)]
     return "\n".join(lines)
 
 
@@ -218,15 +225,47 @@ def _warnings(result: ExperimentResult) -> list[str]:
     return ["", "**Caution:** " + "; ".join(found) + "."] if found else []
 
 
-def next_step(result: ExperimentResult, run_id: str) -> str:
-    """Where the run is and the commands that show more of it."""
-    tracking = result.plan.config.get("tracking") or {}
-    uri = tracking.get("uri") or default_tracking_uri()
+#: Where ``mlflow ui`` serves by default.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def ui_base(uri: str) -> tuple[str, str]:
+    """How to open the UI on tracking store ``uri`` (a command, or nothing for a server), and
+    the UI's address."""
+    if uri.startswith(("http://", "https://")):
+        return "", uri.rstrip("/")
+    return f"`mlflow ui --backend-store-uri {uri}`, then ", LOCAL_UI
+
+
+def ui_hint(uri: str, experiment_id: str | None = None) -> str:
+    """How to open the UI, on the experiment's compare view when its id is known."""
+    start, base = ui_base(uri)
+    where = f"{base}/{page(experiment_id)}" if experiment_id is not None else base
+    return f"Compare the runs in the MLflow UI: {start.replace('`', '')}open {where}"
+
+
+def next_step(
+    result: ExperimentResult,
+    run_id: str,
+    experiment_id: str | None = None,
+    artifact_uri: str | None = None,
+) -> str:
+    """Where the run is (the UI's URL of its page and of the experiment's compare view), where
+    its artifacts are, and the command that writes its report."""
+    uri = (result.plan.config.get("tracking") or {}).get("uri") or default_tracking_uri()
     report = ["mia-report", run_id, "--out", f"results/report-{run_id[:8]}"]
     if uri != default_tracking_uri():
         report[2:2] = ["--tracking-uri", uri]
-    return (
-        f"**Next:** `mlflow ui --backend-store-uri {uri}` shows run {run_id} with its artifacts "
-        f"(summary.md, roc.png, scores.npz, signals.npz, metrics.csv); "
-        f"`{shlex.join(report)}` writes its full report."
-    )
+    start, base = ui_base(uri)
+    lines = [f"**Next:** run {run_id}"]
+    if experiment_id is not None:
+        lines += [
+            f"- in the MLflow UI: {start}open {base}/{page(experiment_id, run_id)}",
+            f"- beside the experiment's other runs: {base}/{page(experiment_id)}",
+        ]
+    else:
+        lines.append(f"- in the MLflow UI: {start}open {base}")
+    files = "summary.md, roc.png, scores.npz, signals.npz, metrics.csv"
+    where = artifact_uri or "on the run page, Artifacts tab"
+    lines += [f"- its artifacts ({files}): {where}", f"- its full report: `{shlex.join(report)}`"]
+    return "\n".join(lines)

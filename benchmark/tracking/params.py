@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +21,17 @@ PACKAGES = ("mia-bench", "torch", "opacus", "scikit-learn", "numpy", "mlflow", "
 
 
 #: Params every configuration run carries, so that any two runs compare on the same axes.
-COMPARISON_PARAMS = ("defense", "defense_option", "data", "model", "n_models", "canaries")
+COMPARISON_PARAMS = (
+    "defense",
+    "defense_option",
+    "strength",
+    "data",
+    "model",
+    "n_models",
+    "canaries",
+)
+#: A strength preset's level: ``conf/defense/strength/<defense>_<level>.yaml``.
+_PRESET = re.compile(r"strength/\w+?_(low|mid|high)\b")
 
 
 def data_digest(data: dict[str, Any]) -> str:
@@ -145,12 +156,22 @@ def defense_option() -> str | None:
     return HydraConfig.get().runtime.choices.get("defense")
 
 
+def strength(option: str) -> str:
+    """The protection level of the strength presets in a defense choice: ``high`` for
+    ``strength/relaxloss_high``; ``none`` without a defense, ``other`` for a defense set
+    otherwise. Short, so that a parallel-coordinates axis shows it whole (MLflow cuts labels)."""
+    levels = _PRESET.findall(option)
+    return "+".join(levels) or ("none" if option == "none" else "other")
+
+
 def comparison_params(config: dict[str, Any]) -> dict[str, str]:
     """The same comparison axes on every configuration run (:data:`COMPARISON_PARAMS`)."""
     defense = "+".join(config["defense"]) or "none"
+    option = defense_option() or defense
     return {
         "defense": defense,
-        "defense_option": defense_option() or defense,
+        "defense_option": option,
+        "strength": strength(option),
         "data": config["data"]["name"],
         "model": config["model"]["name"],
         "n_models": str(config["protocol"]["n_models"]),
@@ -163,4 +184,30 @@ def run_params(config: dict[str, Any]) -> dict[str, str]:
     comparison params (``seed``, ``attacker.knows_defense`` and the defenses' parameters are
     among the flattened keys)."""
     science = {key: value for key, value in config.items() if key != "tracking"}
-    return {**flatten(science), **comparison_params(config)}
+    return {**flat_params(science), **comparison_params(config)}
+
+
+def flat_params(config: dict[str, Any]) -> dict[str, str]:
+    """:func:`flatten` without the defenses that have no parameters: ``defense.label_only: {}``
+    says nothing the ``defense`` param does not, and MLflow's compare view drew it as an axis of
+    ``{}`` values. (An attack's empty mapping stays: it says the attack is in the suite.)"""
+    return {k: v for k, v in flatten(config).items() if not empty_defense(k, v)}
+
+
+def empty_defense(key: str, value: str) -> bool:
+    return key.startswith("defense.") and value == "{}"
+
+
+def sweep_name(config: Any) -> str:
+    """The parent run's name: what the sweep varies, and when it ran (its folder's name):
+    ``sweep defense × protocol.canaries · 12-30-05``."""
+    swept = [str(key) for key in (config.hydra.sweeper.get("params") or {})]
+    for override in config.hydra.overrides.task:
+        key, _, value = override.partition("=")
+        is_list = value.startswith(("[", "{"))  # defense=[a,b] composes, it sweeps nothing
+        if ("," in value or value.startswith(("range(", "choice("))) and not is_list:
+            key = key.lstrip("+~")
+            swept += [] if key in swept else [key]
+    return " · ".join(
+        ["sweep " + (" × ".join(swept) or "(one job)"), Path(config.hydra.sweep.dir).name]
+    )

@@ -24,12 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark.data.pool import Pool
 from benchmark.evaluation.audit import violation_tags
 from benchmark.evaluation.keys import (
-    POPULATION,
-    STRONGEST,
     STRONGEST_KEYS,
     interval_keys,
     not_applicable_tag,
-    privacy_key,
+    strongest_key,
 )
 from benchmark.experiment.extra_target import ExtraTarget
 from benchmark.experiment.results import ExperimentResult
@@ -109,8 +107,8 @@ def strongest(summary: dict[str, float]) -> tuple[dict[str, float], dict[str, st
         }
         if values:
             attack = max(values, key=values.__getitem__)
-            metrics[privacy_key(POPULATION, STRONGEST, key)] = values[attack]
-            tags[privacy_key(POPULATION, STRONGEST, key)] = attack
+            metrics[strongest_key(key)] = values[attack]
+            tags[strongest_key(key)] = attack
     return metrics, tags
 
 
@@ -134,13 +132,17 @@ def _write_artifacts(result: ExperimentResult, folder: Path) -> None:
         _write_extra_target(result.extra_target, folder)
 
 
-def _record_targets(run: TrackedRun, result: ExperimentResult, tags: dict[str, str]) -> None:
-    """A child run per target of ``result``, with its own values, under ``run``."""
+def _record_targets(
+    run: TrackedRun, result: ExperimentResult, tags: dict[str, str], curves: dict[int, list]
+) -> None:
+    """A child run per target of ``result``, with its own values and training curve (``curves``
+    by model index, per epoch), under ``run``."""
     for position, k in enumerate(result.targets):
         child = run.child(f"target-{k}", tags)
         child.log(
             params={"target": str(k), "model_seed": str(result.plan.membership.seeds[k])},
             metrics=result.target_metrics(position),
+            history=curves.get(int(k), []),
         )
         child.end("FINISHED")
 
@@ -230,10 +232,10 @@ def record_into(
             child = run.child(f"replicate-{r}", not_applicable)
             params = {"replicate": str(r), "replicate_seed": str(replicate.plan.seed)}
             child.log(params=params, metrics=configuration_metrics(replicate, "points"))
-            _record_targets(child, replicate, not_applicable)
+            _record_targets(child, replicate, not_applicable, run.model_curves if r == 0 else {})
             child.end("FINISHED")
     else:
-        _record_targets(run, result, not_applicable)
+        _record_targets(run, result, not_applicable, run.model_curves)
     if result.extra_target is not None and result.plan.extra_target is not None:
         _record_extra_target(run, result.extra_target, result.plan.extra_target)
     with tempfile.TemporaryDirectory() as folder:

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ import numpy as np
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from benchmark.progress import EpochSink
+
 log = logging.getLogger(__name__)
 
 UID_TAG = "run_uid"
@@ -31,8 +33,8 @@ UID_TAG = "run_uid"
 COMPLETE_TAG = "record_complete"
 _BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 
-#: ``(step, metrics)``: logs stepped metrics (per-epoch training curves) to the open run.
-ProgressSink = Callable[[int, dict[str, float]], None]
+#: One metric as the record keeps it: key, value, timestamp (ms), step.
+Entry = tuple[str, float, int, int]
 
 
 def now_ms() -> int:
@@ -48,7 +50,7 @@ class RunRecord:
     start_time: int
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    metrics: list[tuple[str, float, int, int]] = field(default_factory=list)  # key, value, ms, step
+    metrics: list[Entry] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)  # Dataset fields + context
     children: list[RunRecord] = field(default_factory=list)
     status: str = "RUNNING"
@@ -100,6 +102,8 @@ class TrackedRun:
         self.record = record or RunRecord(uuid.uuid4().hex, name, now_ms())
         self.record.tags.update({"mlflow.runName": name, UID_TAG: self.record.uid, **tags})
         self.lost = lost  # why MLflow stopped answering, once it did
+        #: Each model's training curve (model index -> entries), kept for its target run.
+        self.model_curves: dict[int, list[Entry]] = {}
         self.artifact_dir: Path | None = None
         created = self._call(
             client.create_run,
@@ -109,6 +113,7 @@ class TrackedRun:
             run_name=name,
         )
         self.run_id: str | None = created.info.run_id if created is not None else None
+        self.artifact_uri: str | None = created.info.artifact_uri if created is not None else None
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call MLflow unless it already failed; a failure is remembered, never raised."""
@@ -121,18 +126,32 @@ class TrackedRun:
             log.warning("MLflow stopped answering (%s); recording locally", self.lost)
             return None
 
-    def log(self, params=None, metrics=None, tags=None, step: int = 0) -> None:
+    def log(
+        self, params=None, metrics=None, tags=None, step: int = 0, history: Sequence[Entry] = ()
+    ) -> None:
+        """One log_batch: ``metrics`` stamped now at ``step``, ``history`` as already stamped."""
         stamp = now_ms()
-        entries = [(k, float(v), stamp, step) for k, v in (metrics or {}).items() if np.isfinite(v)]
+        entries = [(k, float(v), stamp, step) for k, v in (metrics or {}).items()]
+        entries = [e for e in [*history, *entries] if np.isfinite(e[1])]
         self.record.params.update(params or {})
         self.record.tags.update({k: str(v) for k, v in (tags or {}).items()})
         self.record.metrics += entries
         batch = [Metric(k, v, t, s) for k, v, t, s in entries]
         self._call(log_batch, self.client, self.run_id, params, batch, tags)
 
-    def progress_sink(self) -> ProgressSink:
-        """The callable a training engine calls once per epoch: ``sink(epoch, {"loss": ...})``."""
-        return lambda step, metrics: self.log(metrics=metrics, step=step)
+    def progress_sink(self) -> EpochSink:
+        """The engines' per-epoch sink: the means over the models go to this run at once (one
+        log_batch an epoch); each model's values wait in :attr:`model_curves`, stamped with the
+        epoch's time, for its target run, which opens when the attacks are done."""
+
+        def sink(step: int, means: dict[str, float], per_model: dict[str, list[float]]) -> None:
+            stamp = now_ms()  # one time for the epoch, in this run and in the target runs
+            self.log(history=[(key, value, stamp, step) for key, value in means.items()])
+            for key, values in per_model.items():
+                for k, value in enumerate(values):
+                    self.model_curves.setdefault(k, []).append((key, float(value), stamp, step))
+
+        return sink
 
     def log_inputs(self, inputs: list[dict[str, Any]]) -> None:
         self.record.inputs += inputs

@@ -23,10 +23,13 @@ from omegaconf import DictConfig
 
 from benchmark.errors import ConfigError
 from benchmark.tracking.backend import bound_retries, check_backend
+from benchmark.tracking.ui_view import VIEW_TAGS
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"
 #: MLflow 3 opens an experiment tagged so in its model-training view (the UI reads this tag).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+#: Every experiment's tags: its kind and the compare view (:mod:`benchmark.tracking.ui_view`).
+EXPERIMENT_TAGS = {**EXPERIMENT_KIND, **VIEW_TAGS}
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -98,11 +101,14 @@ def _open_store(tracking: DictConfig) -> tuple[MlflowClient, str]:
     client = MlflowClient(tracking_uri=tracking.uri)
     experiment = client.get_experiment_by_name(tracking.experiment)
     if experiment is not None:
+        for key, value in EXPERIMENT_TAGS.items():  # an experiment an older version created
+            if experiment.tags.get(key) != value:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return client, experiment.experiment_id
     location = Path(tracking.artifact_location)
     location.mkdir(parents=True, exist_ok=True)
     return client, client.create_experiment(
-        tracking.experiment, artifact_location=location.resolve().as_uri(), tags=EXPERIMENT_KIND
+        tracking.experiment, artifact_location=location.resolve().as_uri(), tags=EXPERIMENT_TAGS
     )
 
 

@@ -26,8 +26,8 @@ import torch
 
 from benchmark.data.pool import Pool
 from benchmark.errors import ConfigError
+from benchmark.progress import TRAIN_ACC, TRAIN_LOSS, report_epoch
 from benchmark.progress import progress as show_progress
-from benchmark.progress import report_epoch
 from benchmark.protocol.membership import Membership
 from benchmark.training.functional_ensemble import train_functional
 from benchmark.training.recipe import Recipe
@@ -75,6 +75,8 @@ def fit(
     steps = recipe.epochs * -(-n_train // recipe.batch_size)
     steps_per_epoch = steps // recipe.epochs
     epoch_loss = epoch_hits = 0.0
+    # Per-model sums [2, K] (loss, accuracy) stay on the device: one transfer per epoch.
+    model_sums = torch.zeros(2, len(orders), dtype=torch.float64, device=x.device)
     ensemble.train()
     for step, batches in enumerate(
         show_progress(
@@ -89,13 +91,21 @@ def fit(
         losses.sum().backward()
         optimizer.step()
         # Mean over the K models of the epoch's batch losses and training accuracy.
+        hits = (logits.detach().argmax(-1) == labels).float()
         epoch_loss += float(losses.detach().mean())
-        epoch_hits += float((logits.detach().argmax(-1) == labels).float().mean())
+        epoch_hits += float(hits.mean())
+        model_sums[0] += losses.detach()
+        model_sums[1] += hits.mean(0)
         if (step + 1) % steps_per_epoch == 0:
             epoch = (step + 1) // steps_per_epoch
-            train = {"train/loss": epoch_loss / steps_per_epoch}
-            report_epoch(epoch, {**train, "train/acc": epoch_hits / steps_per_epoch})
+            means = {
+                TRAIN_LOSS: epoch_loss / steps_per_epoch,
+                TRAIN_ACC: epoch_hits / steps_per_epoch,
+            }
+            loss, acc = (model_sums / steps_per_epoch).tolist()
+            report_epoch(epoch, means, {TRAIN_LOSS: loss, TRAIN_ACC: acc})
             epoch_loss = epoch_hits = 0.0
+            model_sums.zero_()
 
 
 def train_ensemble(

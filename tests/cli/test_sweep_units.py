@@ -22,6 +22,8 @@ from benchmark.cli.sweep import (
     sweep_id,
 )
 from benchmark.config.compose import CONFIG_DIR, to_container
+from benchmark.reporting.summary import ui_hint
+from benchmark.tracking.params import sweep_name
 from benchmark.tracking.record import _start_run
 from benchmark.tracking.store import open_store
 from tests.conftest import FAST
@@ -278,3 +280,24 @@ def test_the_sweep_ends_with_its_summary_and_status(compose_with, tmp_path: Path
     assert err.strip() == "mia-bench: 1 of 2 jobs failed"
     client, _ = open_store(cfg.tracking)
     assert client.get_run(parent).info.status == "FAILED"
+
+
+def test_the_parent_run_is_named_after_what_the_sweep_varies():
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {"params": {"defense": "none,topk", "protocol.canaries": "0,100"}},
+                "overrides": {"task": ["seed=0,1", "defense=[topk,rounding]", "data=digits"]},
+                "sweep": {"dir": "multirun/2026-12-03/06-00-00"},
+            }
+        }
+    )
+    assert sweep_name(config) == "sweep defense × protocol.canaries × seed · 06-00-00"
+
+
+def test_the_ui_hint_opens_the_compare_view():
+    local = ui_hint("sqlite:///results/mlflow.db", "3")
+    assert "mlflow ui --backend-store-uri sqlite:///results/mlflow.db" in local
+    assert "http://127.0.0.1:5000/#/experiments/3/runs?viewStateShareKey=compare" in local
+    server = ui_hint("http://mlflow.example.org:5000/", "3")
+    assert "mlflow ui" not in server and "http://mlflow.example.org:5000/#/experiments/3/" in server

@@ -3,6 +3,7 @@ MLflow's conventions, dataset lineage, comparison params; KILLED on SIGTERM, the
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmark.cli.job import run
 from benchmark.tracking.params import COMPARISON_PARAMS, config_hash, data_digest
+from benchmark.tracking.ui_view import AXES_METRICS, AXES_PARAMS, COMPARE_VIEW, SHARE_TAG
 from tests.conftest import FAST
 
 RESERVED = ("mlflow.source.git.commit", "mlflow.source.name", "mlflow.user", "mlflow.runName")
@@ -28,6 +30,10 @@ def _configuration_runs(store: Path) -> tuple[MlflowClient, list]:
         return client, []
     runs = client.search_runs([experiment.experiment_id], "tags.config_hash LIKE '%'")
     return client, runs
+
+
+def _curve(client: MlflowClient, run_id: str, key: str) -> list[float]:
+    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
 
 
 def test_a_finished_run_spans_the_job_and_carries_lineage_and_comparison_params(
@@ -48,6 +54,18 @@ def test_a_finished_run_spans_the_job_and_carries_lineage_and_comparison_params(
     assert all(info.start_time <= m.timestamp <= info.end_time for m in epochs)
     accuracy = client.get_metric_history(info.run_id, "train/acc")
     assert len(accuracy) == 3 and all(0 <= m.value <= 1 for m in accuracy)
+    targets = client.search_runs(
+        [info.experiment_id], f"tags.`mlflow.parentRunId` = '{info.run_id}'"
+    )
+    curves = np.array([_curve(client, t.info.run_id, "train/loss") for t in targets])
+    assert curves.shape == (4, 3)  # each target run: its own model's loss, epochs 1-3
+    assert len(set(curves[:, 0])) == 4  # one curve per model, not the mean copied
+    np.testing.assert_allclose(curves.mean(0), _curve(client, info.run_id, "train/loss"), rtol=1e-5)
+    assert all(0 <= v <= 1 for t in targets for v in _curve(client, t.info.run_id, "train/acc"))
+    page = f"127.0.0.1:5000/#/experiments/{info.experiment_id}/runs/{info.run_id}"
+    assert "**Next:**" in outcome.summary and page in outcome.summary
+    assert info.artifact_uri in outcome.summary  # where the artifacts are
+    assert f"`mia-report {info.run_id} --tracking-uri sqlite:///" in outcome.summary
     tags, params = parent.data.tags, parent.data.params
     assert all(tags.get(key) for key in RESERVED)
     assert tags["mlflow.source.git.commit"] == tags["git_commit"]
@@ -68,6 +86,9 @@ def test_a_finished_run_spans_the_job_and_carries_lineage_and_comparison_params(
     assert strongest == max(aucs) and tags["privacy/strongest/auc"]
     experiment = client.get_experiment(info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert json.loads(experiment.tags[SHARE_TAG]) == COMPARE_VIEW  # the UI's compare view
+    assert all(key in params for key in AXES_PARAMS)
+    assert all(key in parent.data.metrics for key in AXES_METRICS)
     names = {a.path for a in client.list_artifacts(info.run_id)}
     assert "requirements-installed.txt" in names
 
