@@ -59,6 +59,22 @@ def reporting_epochs(sink: EpochSink | None) -> Iterator[None]:
         _epoch_sink.reset(token)
 
 
+@contextmanager
+def recording_epochs() -> Iterator[list[tuple[int, dict[str, float]]]]:
+    """Keep every epoch's metrics reported inside the block, still sending them to the current
+    sink (the model store keeps a trained ensemble's curve, and replays it when reused)."""
+    outer = _epoch_sink.get()
+    curve: list[tuple[int, dict[str, float]]] = []
+
+    def sink(epoch: int, metrics: dict[str, float]) -> None:
+        curve.append((epoch, dict(metrics)))
+        if outer is not None:
+            outer(epoch, metrics)
+
+    with reporting_epochs(sink):
+        yield curve
+
+
 def report_epoch(epoch: int, metrics: dict[str, float]) -> None:
     """One epoch's training metrics, to the current sink (a no-op without one)."""
     sink = _epoch_sink.get()

@@ -7,6 +7,7 @@ with one line and nothing is recorded.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,9 @@ from attacks.base import Attack, build_suite
 from benchmark.config.checks import check_batch_size, validate
 from benchmark.config.compose import to_container
 from benchmark.data.pool import Pool, load_pool
+from benchmark.errors import ConfigError
 from benchmark.protocol.membership import Membership, make_membership
+from benchmark.store.ensemble_store import EnsembleStore, Shard, shard_refusal
 from benchmark.training.engines import check_recipe
 from benchmark.training.recipe import Recipe
 from defenses.base import Defense, apply_recipes, build_defenses
@@ -40,6 +43,10 @@ class Plan:
     #: (``attacker.knows_defense=false``): the base recipe, without any training-time defense.
     #: None: the attacker knows the recipe, and the other targets serve as shadows.
     shadow_recipe: Recipe | None = None
+    #: The model store (``training.cache=true``); None trains every model afresh.
+    store: EnsembleStore | None = None
+    #: ``training.shard=i/n``: this job trains and stores one shard, and attacks nothing.
+    shard: Shard | None = None
 
 
 def base_recipe(cfg: DictConfig) -> Recipe:
@@ -81,4 +88,28 @@ def prepare(cfg: DictConfig, show_progress: bool = True, pool: Pool | None = Non
         config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress
     )
     plan.shadow_recipe = None if cfg.attacker.knows_defense else base_recipe(cfg)
+    plan.store, plan.shard = storage(cfg, recipe)
     return plan
+
+
+def storage(cfg: DictConfig, recipe: Recipe) -> tuple[EnsembleStore | None, Shard | None]:
+    """The model store and the shard of ``cfg.training``, checked; raise ConfigError."""
+    training = cfg.training
+    store = EnsembleStore(Path(training.store)) if training.cache else None
+    if store is not None:
+        store.check()
+    if training.shard is None:
+        return store, None
+    shard = Shard.parse(training.shard, cfg.protocol.n_models)
+    if store is None:
+        raise ConfigError(
+            "training.shard trains models into the model store, but training.cache=false: "
+            "remove training.cache=false (and set training.store to a folder every job sees)"
+        )
+    reason = shard_refusal(recipe)
+    if reason is not None:
+        raise ConfigError(
+            f"training.shard={training.shard} cannot train this recipe in shards: {reason}; "
+            "use training.engine=sequential, which trains each model from its own seed"
+        )
+    return store, shard

@@ -27,6 +27,7 @@ from benchmark.evaluation.metrics import Interval, metric_bounds
 from benchmark.evaluation.results import AttackResult
 from benchmark.experiment.plan import Plan
 from benchmark.signals.arrays import Signals
+from benchmark.store.ensemble_store import TRAINED, Origin
 
 
 @dataclass
@@ -40,6 +41,10 @@ class ExperimentResult:
     shadow_signals: Signals | None = None
     #: Where the models were trained (``training.device=auto`` resolves to cpu or cuda).
     device: str = "cpu"
+    #: Where the targets came from (trained, or the model store's entry).
+    models_origin: Origin = field(default_factory=lambda: Origin(TRAINED))
+    #: Where the naive attacker's own shadows came from; None when the targets are the shadows.
+    shadow_origin: Origin | None = None
     _summaries: dict[str, dict[str, Interval]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
