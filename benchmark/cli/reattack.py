@@ -15,9 +15,11 @@ the suite unchanged, the new run's metrics are the source run's exactly.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from mlflow.entities import Run
@@ -39,6 +41,8 @@ from benchmark.training.trained import Models
 
 #: The tag linking a re-attack's run to the run whose models it attacked.
 SOURCE_TAG = "reattack_of"
+#: MLflow's switch for its artifact download progress bar.
+BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def never_train(recipe: Recipe, pool: Pool, membership: Membership, progress: bool) -> Models:
@@ -106,10 +110,24 @@ def rebuild(source: dict[str, Any], current: DictConfig, store: str | None) -> D
     return current
 
 
+@contextlib.contextmanager
+def no_download_bars() -> Iterator[None]:
+    """MLflow's artifact download bar off meanwhile: a refusal stays one line on stderr."""
+    previous = os.environ.get(BAR)
+    os.environ[BAR] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(BAR, None)
+        else:
+            os.environ[BAR] = previous
+
+
 def source_config(
     client: MlflowClient, source: Run, overrides: list[str], store: str | None
 ) -> DictConfig:
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, no_download_bars():
         try:
             path = client.download_artifacts(source.info.run_id, "config.yaml", folder)
         except (MlflowException, OSError) as exc:
