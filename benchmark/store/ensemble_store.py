@@ -316,7 +316,7 @@ class EnsembleStore:
         """Train and store shard ``shard`` (unless it, or the full entry, is stored already);
         its entry and where its models came from."""
         key = ensemble_key(recipe, pool, membership, resolve_device(recipe.device))
-        if self._read(self.entry(key)) is not None:
+        if (self.entry(key) / MANIFEST).is_file():  # the whole ensemble is stored already
             return self.entry(key), cache_source(key)
         _, source = self._shard(recipe, pool, membership, key, shard, progress)
         return self.entry(key, shard.name), source
