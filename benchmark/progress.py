@@ -66,6 +66,26 @@ def reporting_epochs(sink: EpochSink | None) -> Iterator[None]:
         _epoch_sink.reset(token)
 
 
+#: One epoch as :func:`recording_epochs` keeps it: ``(epoch, means, per_model)``.
+Epoch = tuple[int, dict[str, float], dict[str, list[float]]]
+
+
+@contextmanager
+def recording_epochs() -> Iterator[list[Epoch]]:
+    """Keep every epoch's metrics reported inside the block, still sending them to the current
+    sink (the model store keeps a trained ensemble's curve, and replays it when reused)."""
+    outer = _epoch_sink.get()
+    curve: list[Epoch] = []
+
+    def sink(epoch: int, metrics: dict[str, float], per_model: dict[str, list[float]]) -> None:
+        curve.append((epoch, dict(metrics), {k: list(v) for k, v in per_model.items()}))
+        if outer is not None:
+            outer(epoch, metrics, per_model)
+
+    with reporting_epochs(sink):
+        yield curve
+
+
 def report_epoch(
     epoch: int, metrics: dict[str, float], per_model: dict[str, list[float]] | None = None
 ) -> None:

@@ -35,15 +35,18 @@ FAST = [
 def compose_config(overrides: list[str], store: Path | None = None) -> DictConfig:
     """Compose ``conf/config.yaml`` with command-line style ``overrides``.
 
-    With ``store``, MLflow writes into that folder; without it, tracking is disabled.
+    With ``store``, MLflow and the model store write into that folder; without it, tracking is
+    disabled and so is the model store (``training.cache=false``: a test never writes into the
+    checkout's ``results/``).
     """
     tracking = (
         [
             f"tracking.uri=sqlite:///{store}/mlflow.db",
             f"tracking.artifact_location={store}/mlartifacts",
+            f"training.store={store}/models",
         ]
         if store is not None
-        else ["tracking.enabled=false"]
+        else ["tracking.enabled=false", "training.cache=false"]
     )
     return config.compose_config([*tracking, *overrides])
 

@@ -19,12 +19,13 @@ PACKAGES = ("benchmark", "attacks", "defenses")
 #: The layers, lowest first: the data flow of ARCHITECTURE.md. A module may import its own layer
 #: and the ones before it, never one after it. The first matching prefix names a module's layer.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("benchmark.errors", "benchmark.registry", "benchmark.progress")),
+    ("core", ("benchmark.errors", "benchmark.registry", "benchmark.progress", "benchmark.locking")),
     ("config", ("benchmark.config",)),
     ("data", ("benchmark.data",)),
     ("protocol", ("benchmark.protocol",)),
     ("models", ("benchmark.models",)),
     ("training", ("benchmark.training",)),
+    ("store", ("benchmark.store",)),
     ("release", ("benchmark.release",)),
     ("defenses", ("defenses",)),
     ("signals", ("benchmark.signals",)),

@@ -21,14 +21,15 @@ from omegaconf import DictConfig
 
 from benchmark.evaluation.audit import violation_message
 from benchmark.evaluation.keys import POPULATION
-from benchmark.experiment.execute import execute
-from benchmark.experiment.plan import prepare
+from benchmark.experiment.execute import execute, train_shard
+from benchmark.experiment.plan import Plan, prepare
 from benchmark.experiment.results import ExperimentResult
 from benchmark.progress import reporting_epochs
 from benchmark.reporting.plots import plot_roc
 from benchmark.reporting.summary import format_summary
+from benchmark.store.ensemble_store import TRAINED
 from benchmark.tracking.params import run_name
-from benchmark.tracking.record import open_configuration_run, record_into
+from benchmark.tracking.record import Link, open_configuration_run, record_into
 from benchmark.tracking.run import TrackedRun
 from benchmark.tracking.spool import spool_message
 from benchmark.tracking.store import check_store
@@ -48,6 +49,8 @@ class RunOutcome:
     failure: str | None = None
     #: Set when the tracker failed: where the spooled run is and how to upload it (two lines).
     spooled: str | None = None
+    #: Where the models came from: ``trained``, ``cache:<key>`` (the ``models_source`` tag).
+    models_source: str | None = None
 
 
 class Terminated(KeyboardInterrupt):
@@ -81,14 +84,24 @@ def _close(tracked: TrackedRun | None, cfg: DictConfig) -> str | None:
     return message
 
 
-def run(cfg: DictConfig, show_progress: bool = True) -> RunOutcome:
-    """Check, execute and record one configuration. Bad input raises ConfigError first."""
+def run(
+    cfg: DictConfig,
+    show_progress: bool = True,
+    link: Link | None = None,
+    plan: Plan | None = None,
+) -> RunOutcome:
+    """Check, execute and record one configuration. Bad input raises ConfigError first.
+
+    ``link``: tags and params of a run derived from another; ``plan``: ``cfg`` already prepared
+    (both from ``mia-reattack``)."""
     logging.captureWarnings(True)  # Opacus' warnings go to the job log, not into the bars
-    plan = prepare(cfg, show_progress)
+    plan = prepare(cfg, show_progress) if plan is None else plan
+    if plan.shard is not None:
+        return _train_shard(plan)
     tracked = None
     if cfg.tracking.enabled:
         check_store(cfg.tracking)
-        tracked = open_configuration_run(cfg.tracking, plan.config, plan.pool)
+        tracked = open_configuration_run(cfg.tracking, plan.config, plan.pool, link)
     with terminate_as_interrupt(), system_metrics(tracked, cfg.tracking):
         try:
             outcome = _execute_and_record(cfg, plan, tracked)
@@ -106,7 +119,25 @@ def run(cfg: DictConfig, show_progress: bool = True) -> RunOutcome:
     return outcome
 
 
-def _execute_and_record(cfg: DictConfig, plan, tracked: TrackedRun | None) -> RunOutcome:
+def _train_shard(plan: Plan) -> RunOutcome:
+    """``training.shard=i/n``: train this shard into the store; no run, no attack (the
+    unsharded job attacks once every shard is stored)."""
+    with terminate_as_interrupt():
+        done = train_shard(plan)
+    shard = f"shard {plan.shard.index}/{plan.shard.count}"
+    lines = [
+        f"{shard}: {'trained' if source == TRAINED else 'already stored'} into {entry}"
+        for entry, source in done
+    ]
+    lines.append(
+        "nothing attacked: run the same command without training.shard, once every shard is "
+        "stored, to attack"
+    )
+    source = TRAINED if any(s == TRAINED for _, s in done) else done[0][1]
+    return RunOutcome(None, None, "\n".join(lines), models_source=source)
+
+
+def _execute_and_record(cfg: DictConfig, plan: Plan, tracked: TrackedRun | None) -> RunOutcome:
     run_id = tracked.run_id if tracked is not None else None
     log.info("training and attacking: %s", plan.config["data"]["name"])
     sink = tracked.progress_sink() if tracked is not None else None
@@ -130,7 +161,7 @@ def _execute_and_record(cfg: DictConfig, plan, tracked: TrackedRun | None) -> Ru
         text += f"\n\nWARNING: {message}"
     if tracked is not None:
         record_into(tracked, result, lambda folder: write_views(result, text, folder))
-    return RunOutcome(result, run_id, text)
+    return RunOutcome(result, run_id, text, models_source=result.models_origin.source)
 
 
 def write_views(result: ExperimentResult, summary: str, folder: Path) -> None:

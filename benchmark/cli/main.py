@@ -48,7 +48,8 @@ def app(cfg: DictConfig) -> object:
         print("mia-bench: interrupted; the run is marked KILLED in MLflow", file=sys.stderr)
         sys.exit(130)
     print(outcome.summary)
-    print(outcome.spooled or _ui_hint(cfg, outcome.run_id))
+    if cfg.training.shard is None:  # a shard records no run
+        print(outcome.spooled or _ui_hint(cfg, outcome.run_id))
     if outcome.failure:
         sys.exit(1)
     return None

@@ -32,7 +32,6 @@ import signal
 import socket
 import sys
 import traceback
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -44,7 +43,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.cli.job import run
+from benchmark.cli.sweep_summary import format_outcomes
 from benchmark.config.compose import to_container
+from benchmark.config.schema import STORE_SETTINGS
 from benchmark.errors import ConfigError
 from benchmark.reporting.summary import ui_hint
 from benchmark.tracking.params import config_hash, sweep_name
@@ -52,7 +53,6 @@ from benchmark.tracking.store import PARENT_RUN_FILE, current_parent_run, open_s
 
 #: Written by each job into its output folder; read back by the launching process at the end.
 OUTCOME_FILE = "mia_bench_outcome.json"
-STATUSES = ("finished", "skipped", "failed")
 #: The exit status of a sweep stopped by Ctrl-C: 128 + SIGINT, as a shell reports it.
 INTERRUPTED_STATUS = 128 + signal.SIGINT
 #: The launcher that runs every job in the launching process, one after another.
@@ -66,6 +66,8 @@ class JobOutcome:
     status: str
     run_id: str | None = None
     reason: str = ""
+    #: Where the job's models came from: ``trained``, ``cache:<key>``; None when none were used.
+    models_source: str | None = None
 
 
 def in_sweep() -> bool:
@@ -74,8 +76,10 @@ def in_sweep() -> bool:
 
 
 def _is_tracking(override: str) -> bool:
+    """A setting that never changes a result: ``tracking.*``, the model store's settings."""
     key = override.lstrip("+~").split("=", 1)[0]
-    return key.split(".", 1)[0] == "tracking"
+    group, _, name = key.partition(".")
+    return group == "tracking" or (group == "training" and name in STORE_SETTINGS)
 
 
 def sweep_id(config: DictConfig) -> str:
@@ -88,6 +92,8 @@ def sweep_id(config: DictConfig) -> str:
     """
     science = [key for key in config if key not in ("hydra", "tracking")]
     base = OmegaConf.to_container(OmegaConf.masked_copy(config, science), resolve=True)
+    for name in STORE_SETTINGS:
+        base.get("training", {}).pop(name, None)
     overrides = sorted(o for o in config.hydra.overrides.task if not _is_tracking(o))
     swept = config.hydra.sweeper.get("params")
     params = OmegaConf.to_container(swept, resolve=False) if swept else {}
@@ -243,8 +249,8 @@ def run_job(cfg: DictConfig) -> JobOutcome:
     if outcome.run_id is not None:
         print(f"MLflow run {outcome.run_id}")
     if outcome.failure:
-        return JobOutcome("failed", outcome.run_id, outcome.failure)
-    return JobOutcome("finished", outcome.run_id)
+        return JobOutcome("failed", outcome.run_id, outcome.failure, outcome.models_source)
+    return JobOutcome("finished", outcome.run_id, models_source=outcome.models_source)
 
 
 def _jobs_in_this_process() -> bool:
@@ -316,34 +322,6 @@ def _outcome_record(config: DictConfig, job_return: JobReturn) -> dict[str, Any]
         **asdict(outcome),
         "reason": reason,
     }
-
-
-def _distinguishing(outcomes: list[dict[str, Any]]) -> list[str]:
-    """Each job's overrides that differ between jobs (all of them for a one-job sweep)."""
-    values: dict[str, set[str]] = {}
-    for o in outcomes:
-        for override in o["overrides"]:
-            key, _, value = override.partition("=")
-            values.setdefault(key, set()).add(value)
-    varying = {key for key, seen in values.items() if len(seen) > 1}
-    return [
-        " ".join(x for x in o["overrides"] if x.partition("=")[0] in varying or not varying)
-        for o in outcomes
-    ]
-
-
-def format_outcomes(outcomes: list[dict[str, Any]], parent: str | None) -> str:
-    """The end-of-sweep summary: a count line, then one line per job."""
-    counts = Counter(o["status"] for o in outcomes)
-    shown = STATUSES + (("killed",) if counts["killed"] else ())
-    head = f"sweep summary: {len(outcomes)} jobs, " + ", ".join(f"{counts[s]} {s}" for s in shown)
-    lines = [head + (f" (MLflow parent run {parent})" if parent else "")]
-    for o, overrides in zip(outcomes, _distinguishing(outcomes), strict=True):
-        reason = f"  {o['reason']}" if o["reason"] else ""
-        lines.append(
-            f"  #{o['job']:<3} {o['status']:<8}  run {o['run_id'] or '-':<32}  {overrides}{reason}"
-        )
-    return "\n".join(lines)
 
 
 class SweepCallback(Callback):

@@ -65,6 +65,19 @@ class TrainingConfig:
     #: `training=custom` only: import path of your training loop (see
     #: :mod:`benchmark.training.custom_loop`).
     _target_: str | None = None
+    #: Reuse trained models from the model store, and store the ones trained (issue 13); false
+    #: trains every model afresh and stores nothing. Never changes a result (a tag, not a param).
+    cache: bool = True
+    #: The model store's folder (:mod:`benchmark.store`); a path every node sees for shards.
+    store: str = "results/models"
+    #: ``i/n``: train only models ``i, i+n, ...`` into the store and exit without attacking; the
+    #: unsharded job attacks once every shard is stored. null trains (or reuses) all of them.
+    shard: str | None = None
+
+
+#: The ``training`` keys that say where models come from, not how they are trained: they are not
+#: recipe fields, not params and not in the config hash (they never change a result).
+STORE_SETTINGS = ("cache", "store", "shard")
 
 
 @dataclass

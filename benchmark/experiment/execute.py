@@ -21,7 +21,9 @@ from benchmark.progress import progress, reporting_epochs
 from benchmark.release.api import Release
 from benchmark.signals.arrays import Signals
 from benchmark.signals.compute import compute_signals
+from benchmark.store.ensemble_store import TRAINED, Obtained, Origin
 from benchmark.training.engines import train
+from benchmark.training.recipe import Recipe
 from benchmark.training.trained import Models
 
 
@@ -117,15 +119,41 @@ def canary_audit(models: Models, plan: Plan) -> list[AuditBound]:
     )
 
 
-def train_shadows(plan: Plan, models: Models) -> Models:
+def obtain_models(plan: Plan, recipe: Recipe) -> Obtained:
+    """The models ``recipe`` trains on the plan's pool and membership: from the model store
+    (reused, or trained and stored), or trained afresh with ``training.cache=false``."""
+    if plan.store is None:
+        models = train(recipe, plan.pool, plan.membership, progress=plan.show_progress)
+        return Obtained(models, Origin(TRAINED, not_stored="training.cache=false"))
+    return plan.store.obtain(recipe, plan.pool, plan.membership, progress=plan.show_progress)
+
+
+def train_shadows(plan: Plan, targets: Obtained) -> Obtained:
     """The attacker's shadow models: the targets themselves (leave-one-out) when it knows the
     defense, else models trained without the training-time defenses on the same membership
-    matrix with the same seeds. A defense without training-time changes leaves the recipe as it
-    is, and then the undefended shadows *are* the targets (same recipe, same seeds)."""
+    matrix with the same seeds (through the store: they are ``defense=none``'s models). A
+    defense without training-time changes leaves the recipe as it is, and then the undefended
+    shadows *are* the targets (same recipe, same seeds)."""
     if plan.shadow_recipe is None or plan.shadow_recipe == plan.recipe:
-        return models
+        return targets
     with reporting_epochs(None):  # the run's training metrics are the targets' alone
-        return train(plan.shadow_recipe, plan.pool, plan.membership, progress=plan.show_progress)
+        return obtain_models(plan, plan.shadow_recipe)
+
+
+def train_shard(plan: Plan) -> list[tuple[str, str]]:
+    """``training.shard=i/n``: train and store the plan's shard of the targets (and of the
+    naive attacker's shadows); each entry with where its models came from."""
+    assert plan.store is not None and plan.shard is not None
+    recipes = [plan.recipe]
+    if plan.shadow_recipe is not None and plan.shadow_recipe != plan.recipe:
+        recipes.append(plan.shadow_recipe)
+    done = []
+    for recipe in recipes:
+        entry, source = plan.store.train_shard(
+            recipe, plan.pool, plan.membership, plan.shard, plan.show_progress
+        )
+        done.append((str(entry), source))
+    return done
 
 
 def attack_extra_target(
@@ -161,10 +189,12 @@ def execute(plan: Plan) -> ExperimentResult:
     are always queried through the same :class:`Release` as the targets; only the training-time
     defenses are what an attacker with ``knows_defense=false`` leaves out.
     """
-    models = train(plan.recipe, plan.pool, plan.membership, progress=plan.show_progress)
+    targets = obtain_models(plan, plan.recipe)
+    models = targets.models
     release = Release(plan.defenses)
     signals = compute_signals(models, release, plan.pool, plan.membership)
-    shadow_models = train_shadows(plan, models)
+    shadows = train_shadows(plan, targets)
+    shadow_models = shadows.models
     shadow_signals = (
         None
         if shadow_models is models
@@ -184,6 +214,8 @@ def execute(plan: Plan) -> ExperimentResult:
         shadow_signals,
         str(models.device),
         dp_audit=canary_audit(models, plan),
+        models_origin=targets.origin,
+        shadow_origin=None if shadows is targets else shadows.origin,
     )
     result.extra_target = attack_extra_target(
         plan, models, release, signals, shadow_models, shadow_signals

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,11 @@ from attacks.base import Attack, build_suite
 from benchmark.config.checks import check_batch_size, validate
 from benchmark.config.compose import to_container
 from benchmark.data.pool import Pool, load_pool
+from benchmark.errors import ConfigError
 from benchmark.experiment.extra_target import ExtraTarget, plan_extra_target
 from benchmark.experiment.replicates import replicate_config, replicate_seeds
 from benchmark.protocol.membership import Membership, make_membership
+from benchmark.store.ensemble_store import EnsembleStore, Shard, shard_refusal
 from benchmark.training.engines import check_recipe
 from benchmark.training.recipe import Recipe
 from defenses.base import Defense, apply_recipes, build_defenses
@@ -47,6 +50,10 @@ class Plan:
     extra_target: ExtraTarget | None = None
     #: ``protocol.replicates=R``: the plans of replicates 1..R-1 (this plan is replicate 0).
     replicates: list[Plan] = field(default_factory=list)
+    #: The model store (``training.cache=true``); None trains every model afresh.
+    store: EnsembleStore | None = None
+    #: ``training.shard=i/n``: this job trains and stores one shard, and attacks nothing.
+    shard: Shard | None = None
 
 
 def base_recipe(cfg: DictConfig) -> Recipe:
@@ -90,7 +97,36 @@ def prepare(cfg: DictConfig, show_progress: bool = True, pool: Pool | None = Non
         config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress
     )
     plan.shadow_recipe = None if cfg.attacker.knows_defense else base_recipe(cfg)
+    plan.store, plan.shard = storage(cfg, recipe)
     plan.extra_target = plan_extra_target(cfg, pool, base_recipe(cfg))
     seeds = replicate_seeds(cfg.seed, p.replicates)[1:]
     plan.replicates = [prepare(replicate_config(cfg, seed), show_progress) for seed in seeds]
     return plan
+
+
+def storage(cfg: DictConfig, recipe: Recipe) -> tuple[EnsembleStore | None, Shard | None]:
+    """The model store and the shard of ``cfg.training``, checked; raise ConfigError."""
+    training = cfg.training
+    store = EnsembleStore(Path(training.store)) if training.cache else None
+    if store is not None:
+        store.check()
+    if training.shard is None:
+        return store, None
+    shard = Shard.parse(training.shard, cfg.protocol.n_models)
+    if store is None:
+        raise ConfigError(
+            "training.shard trains models into the model store, but training.cache=false: "
+            "remove training.cache=false (and set training.store to a folder every job sees)"
+        )
+    if cfg.protocol.replicates > 1:
+        raise ConfigError(
+            f"training.shard trains one ensemble, but protocol.replicates={cfg.protocol.replicates}"
+            " needs one per replicate: shard each replicate's seed as its own job (seed=...)"
+        )
+    reason = shard_refusal(recipe)
+    if reason is not None:
+        raise ConfigError(
+            f"training.shard={training.shard} cannot train this recipe in shards: {reason}; "
+            "use training.engine=sequential, which trains each model from its own seed"
+        )
+    return store, shard

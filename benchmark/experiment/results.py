@@ -32,6 +32,7 @@ from benchmark.evaluation.results import AttackResult
 from benchmark.experiment.plan import Plan
 from benchmark.experiment.replicates import replicate_interval
 from benchmark.signals.arrays import Signals
+from benchmark.store.ensemble_store import TRAINED, Origin
 
 
 @dataclass
@@ -52,6 +53,10 @@ class ExperimentResult:
     extra_target: ExperimentResult | None = None
     #: ``protocol.replicates=R``: replicates 1..R-1, each a whole result (this is replicate 0).
     other_replicates: list[ExperimentResult] = field(default_factory=list)
+    #: Where the targets came from (trained, or the model store's entry).
+    models_origin: Origin = field(default_factory=lambda: Origin(TRAINED))
+    #: Where the naive attacker's own shadows came from; None when the targets are the shadows.
+    shadow_origin: Origin | None = None
     _summaries: dict[str, dict[str, Interval]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )

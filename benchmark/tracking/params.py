@@ -1,7 +1,8 @@
 """A configuration as MLflow params and tags: flattened keys, its hash, provenance tags.
 
-Params hold what changes results (the flattened configuration without ``tracking.*``, plus the
-comparison params of :func:`comparison_params`); settings that do not are tags.
+Params hold what changes results (the flattened configuration without ``tracking.*`` and the
+model store's settings, plus the comparison params of :func:`comparison_params`); settings that
+do not are tags.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+
+from benchmark.config.schema import STORE_SETTINGS
 
 PACKAGES = ("mia-bench", "torch", "opacus", "scikit-learn", "numpy", "mlflow", "hydra-core")
 
@@ -52,14 +55,33 @@ def data_digest(data: dict[str, Any]) -> str:
     return digest.hexdigest()[:16]
 
 
+def science(config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration without the settings that never change a result: ``tracking.*`` and
+    the model store's ``training.{cache,store,shard}`` (a run on reused models is the same
+    configuration as one that trained them)."""
+    kept = {key: value for key, value in config.items() if key != "tracking"}
+    if "training" in kept:
+        training = kept["training"]
+        kept["training"] = {k: v for k, v in training.items() if k not in STORE_SETTINGS}
+    return kept
+
+
+def settings_tags(config: dict[str, Any]) -> dict[str, str]:
+    """The settings :func:`science` leaves out, as tags (``tracking.uri``, ``training.cache``)."""
+    tags = {f"tracking.{k}": str(v) for k, v in config.get("tracking", {}).items()}
+    training = config.get("training", {})
+    tags.update({f"training.{k}": str(training[k]) for k in STORE_SETTINGS if k in training})
+    return tags
+
+
 def config_hash(config: dict[str, Any]) -> str:
-    """A stable hash of the scientific content of a configuration (tracking excluded) and of
+    """A stable hash of the scientific content of a configuration (:func:`science`) and of
     the dataset files' content (:func:`data_digest`)."""
-    science = {key: value for key, value in config.items() if key != "tracking"}
-    if (science.get("audit") or {}).get("method", "none") == "none":
-        science.pop("audit", None)  # no audit: the hash of the runs recorded before audits existed
-    science["data_digest"] = data_digest(config["data"])
-    return hashlib.sha256(json.dumps(science, sort_keys=True).encode()).hexdigest()[:16]
+    science_ = science(config)
+    if (science_.get("audit") or {}).get("method", "none") == "none":
+        science_.pop("audit", None)  # no audit: the hash of the runs recorded before audits
+    science_["data_digest"] = data_digest(config["data"])
+    return hashlib.sha256(json.dumps(science_, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _git(*args: str) -> str:
@@ -98,7 +120,7 @@ def reproducibility_tags(config: dict[str, Any]) -> dict[str, str]:
         "attacker_knows_defense": str(config["attacker"]["knows_defense"]).lower(),
     }
     # Settings that do not change results are tags, never params.
-    tags.update({f"tracking.{k}": str(v) for k, v in config.get("tracking", {}).items()})
+    tags.update(settings_tags(config))
     overrides = launched_overrides()
     if overrides is not None:  # what was typed; reports also rebuild a command from the params
         tags["overrides"] = json.dumps(overrides)
@@ -180,11 +202,10 @@ def comparison_params(config: dict[str, Any]) -> dict[str, str]:
 
 
 def run_params(config: dict[str, Any]) -> dict[str, str]:
-    """A configuration run's params: the flattened configuration but ``tracking.*``, and the
-    comparison params (``seed``, ``attacker.knows_defense`` and the defenses' parameters are
-    among the flattened keys)."""
-    science = {key: value for key, value in config.items() if key != "tracking"}
-    return {**flat_params(science), **comparison_params(config)}
+    """A configuration run's params: the flattened configuration but the settings
+    (:func:`science`), and the comparison params (``seed``, ``attacker.knows_defense`` and the
+    defenses' parameters are among the flattened keys)."""
+    return {**flat_params(science(config)), **comparison_params(config)}
 
 
 def flat_params(config: dict[str, Any]) -> dict[str, str]:

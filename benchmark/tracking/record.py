@@ -9,8 +9,10 @@ to a spool (:meth:`benchmark.tracking.run.TrackedRun.spool`) instead.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,13 +63,17 @@ def _dataset(x: np.ndarray, y: np.ndarray, config: dict[str, Any], split: str) -
 
 
 def _start(
-    client: MlflowClient, experiment_id: str, config: dict[str, Any], parent: str | None
+    client: MlflowClient,
+    experiment_id: str,
+    config: dict[str, Any],
+    parent: str | None,
+    link: Link | None = None,
 ) -> TrackedRun:
-    tags = reproducibility_tags(config)
+    tags = {**reproducibility_tags(config), **(link.tags if link else {})}
     if parent:
         tags["mlflow.parentRunId"] = parent
     run = TrackedRun(client, experiment_id, run_name(config), tags)
-    run.log(params=run_params(config))
+    run.log(params={**run_params(config), **(link.params if link else {})})
     return run
 
 
@@ -78,12 +84,21 @@ def _start_run(
     return _start(client, experiment_id, config, parent).run_id or ""
 
 
+@dataclass(frozen=True)
+class Link:
+    """What a run derived from another one carries beside its own params and tags (a re-attack:
+    the ``reattack_of`` tag, and the source's ``defense_option`` param that only Hydra knew)."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
 def open_configuration_run(
-    tracking: DictConfig, config: dict[str, Any], pool: Pool | None = None
+    tracking: DictConfig, config: dict[str, Any], pool: Pool | None = None, link: Link | None = None
 ) -> TrackedRun:
     """The configuration's run, RUNNING from now on, with its params, tags and datasets."""
     client, experiment_id = open_store(tracking)
-    run = _start(client, experiment_id, config, current_parent_run())
+    run = _start(client, experiment_id, config, current_parent_run(), link)
     if pool is None:
         return run
     run.log_inputs(
@@ -112,8 +127,26 @@ def strongest(summary: dict[str, float]) -> tuple[dict[str, float], dict[str, st
     return metrics, tags
 
 
+def models_tags(result: ExperimentResult) -> dict[str, str]:
+    """Where the run's models came from: ``models_source`` (``trained`` or ``cache:<key>``),
+    the store key, and why trained models were not stored."""
+    origin = result.models_origin
+    tags = {"models_source": origin.source}
+    if origin.key is not None:
+        tags["models_key"] = origin.key
+    if origin.not_stored is not None:
+        tags["models_not_stored"] = origin.not_stored
+    if result.shadow_origin is not None:
+        tags["shadow_models_source"] = result.shadow_origin.source
+    return tags
+
+
 def _write_artifacts(result: ExperimentResult, folder: Path) -> None:
     config = result.plan.config
+    # The run that trained an entry keeps a copy of it: the weights of every model.
+    for name, origin in (("models", result.models_origin), ("shadow_models", result.shadow_origin)):
+        if origin is not None and origin.written is not None:
+            shutil.copytree(origin.written, folder / name)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
     result.signals.save(folder / "signals.npz")
     if result.shadow_signals is not None:  # the attacker's undefended shadows (knows_defense=false)
@@ -225,7 +258,7 @@ def record_into(
     best, best_tags = strongest(summary)
     not_applicable = {not_applicable_tag(k): v for k, v in result.not_applicable().items()}
     audit = violation_tags(result.accountant_violations(), result.epsilons is not None)
-    tags = {**not_applicable, **audit, **best_tags, "device": result.device}
+    tags = {**not_applicable, **audit, **best_tags, **models_tags(result), "device": result.device}
     run.log(metrics={**summary, **best}, tags=tags)
     if result.other_replicates:  # protocol.replicates=R: a child run per replicate
         for r, replicate in enumerate([result, *result.other_replicates]):

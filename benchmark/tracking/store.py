@@ -10,7 +10,6 @@ migrates and the others wait, then find the migrated store.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from benchmark.errors import ConfigError
+from benchmark.locking import exclusive_lock
 from benchmark.tracking.backend import bound_retries, check_backend
 from benchmark.tracking.ui_view import VIEW_TAGS
 
@@ -77,13 +77,8 @@ def store_lock(uri: str) -> Iterator[None]:
     if db is None:
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path(db), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(lock_path(db)):
+        yield
 
 
 def open_store(tracking: DictConfig) -> tuple[MlflowClient, str]:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from benchmark.config.schema import STORE_SETTINGS
 from benchmark.training.accounting import DPParams
 from benchmark.training.hooks import TrainingHook, needs_sequential
 
@@ -55,10 +56,13 @@ class Recipe:
 
         Every ``training`` key is a recipe field of the same name; the model's keys other than
         ``name`` are its constructor's options. A ``training`` key without a field here fails
-        loudly (TypeError) rather than being dropped.
+        loudly (TypeError) rather than being dropped; the store settings
+        (:data:`~benchmark.config.schema.STORE_SETTINGS`) say where models come from, not how
+        they train, and are not recipe fields.
         """
         options = {key: value for key, value in model.items() if key != "name"}
-        fields = {key: value for key, value in training.items() if key != "_target_"}
+        skipped = ("_target_", *STORE_SETTINGS)
+        fields = {key: value for key, value in training.items() if key not in skipped}
         loop = training.get("_target_")
         return cls(model=model["name"], model_options=options, loop=loop, **fields)
 

@@ -183,13 +183,17 @@ def test_outcomes_are_collected_into_one_summary(tmp_path: Path) -> None:
     lines = format_outcomes(records, "p" * 32).splitlines()
     assert (
         lines[0]
-        == f"sweep summary: 3 jobs, 1 finished, 1 skipped, 1 failed (MLflow parent run {'p' * 32})"
+        == "sweep summary: 3 jobs, 1 finished, 1 skipped, 1 failed; models 0 trained, 0 reused "
+        f"(MLflow parent run {'p' * 32})"
     )
-    assert lines[1].split() == ["#0", "finished", "run", "a" * 32, "seed=0"]  # only what differs
+    # only what differs
+    assert lines[1].split() == ["#0", "finished", "run", "a" * 32, "models", "-", "seed=0"]
     assert lines[2].split() == [
         "#1",
         "failed",
         "run",
+        "-",
+        "models",
         "-",
         "seed=1",
         "MemoryError:",
@@ -199,7 +203,19 @@ def test_outcomes_are_collected_into_one_summary(tmp_path: Path) -> None:
         "while",
         "training",
     ]
-    assert lines[3].split() == ["#2", "skipped", "run", "b" * 32, "seed=2", "x"]
+    assert lines[3].split() == ["#2", "skipped", "run", "b" * 32, "models", "-", "seed=2", "x"]
+
+
+def test_the_summary_counts_trained_and_reused_models() -> None:
+    sources = {"none": "trained", "topk": "cache:abc", "rounding": "cache:abc", "x": None}
+    records = [
+        {"job": i, "overrides": [f"defense={d}"], **vars(JobOutcome("finished", "a" * 32))}
+        | {"models_source": source}
+        for i, (d, source) in enumerate(sources.items())
+    ]
+    lines = format_outcomes(records, None).splitlines()
+    assert lines[0].endswith("; models 1 trained, 2 reused")
+    assert [line.split()[5] for line in lines[1:]] == ["trained", "reused", "reused", "-"]
 
 
 def test_slurm_preset_is_accepted_by_submitit(tmp_path: Path, monkeypatch) -> None:
@@ -273,8 +289,8 @@ def test_the_sweep_ends_with_its_summary_and_status(compose_with, tmp_path: Path
     assert exit_.value.code == 1
     out, err = capsys.readouterr()
     assert (
-        f"sweep summary: 2 jobs, 1 finished, 0 skipped, 1 failed (MLflow parent run {parent})"
-        in out
+        "sweep summary: 2 jobs, 1 finished, 0 skipped, 1 failed; models 0 trained, 0 reused "
+        f"(MLflow parent run {parent})" in out
     )
     assert "#1   failed    run -" in out and "bad configuration: x" in out
     assert err.strip() == "mia-bench: 1 of 2 jobs failed"
