@@ -23,6 +23,7 @@ from opacus.grad_sample import GradSampleModuleFastGradientClipping
 from opacus.optimizers import DPOptimizerFastGradientClipping
 
 import benchmark.training.stacked_samplers  # noqa: F401  (registers the samplers of the stacked layers)
+from benchmark.progress import TRAIN_ACC, TRAIN_LOSS, report_epoch
 from benchmark.progress import progress as show_progress
 from benchmark.protocol.membership import Membership
 from benchmark.training.accounting import (
@@ -114,8 +115,11 @@ class PrivateEnsemble:
         skips the second pass: the clipped sum is one product of the first pass's tensors.
         """
         self.module.train()
-        losses = per_model_loss(self.module(x), y, label_smoothing)
+        logits = self.module(x)
+        losses = per_model_loss(logits, y, label_smoothing)
         losses = torch.where(mask, losses, 0.0)
+        # Each model's correct answers on its examples, for the training curve (no gradient).
+        self.last_hits = ((logits.detach().argmax(-1) == y) & mask).sum(dim=0)
         self.optimizer.zero_grad(set_to_none=True)
         with without_weight_gradients():
             torch.autograd.grad(
@@ -138,6 +142,14 @@ class PrivateEnsemble:
 
     def close(self) -> None:
         self.module.remove_hooks()
+
+
+def report_curve(epoch: int, sums: torch.Tensor) -> None:
+    """One epoch's training curve from per-model sums ``[3, K]`` (loss, correct, examples): the
+    mean per example of each model, and their mean over the models."""
+    loss, acc = (sums[:2] / sums[2].clamp(min=1)).tolist()
+    per_model = {TRAIN_LOSS: loss, TRAIN_ACC: acc}
+    report_epoch(epoch, {k: sum(v) / len(v) for k, v in per_model.items()}, per_model)
 
 
 def fit_private(
@@ -177,12 +189,20 @@ def fit_private(
         accountant.get_optimizer_hook_fn(sample_rate=schedule.sample_rate)
     )
     sampler = torch.Generator(x.device).manual_seed(seed)
-    for _ in show_progress(
+    # Per-model sums [3, K] (loss, correct, examples) over the epoch's Poisson batches.
+    sums = torch.zeros(3, membership.n_models, dtype=torch.float64, device=x.device)
+    for step in show_progress(
         range(schedule.steps), "training (DP-SGD)", unit="step", enabled=progress
     ):
         index, mask = poisson_batch(members, schedule.sample_rate, sampler)
         inputs, labels = stacked_batch(x, y, index)
-        check_finite(private.step(inputs, labels, mask.T, recipe.label_smoothing))
+        losses = private.step(inputs, labels, mask.T, recipe.label_smoothing)
+        check_finite(losses)
+        counts = (losses, private.last_hits, mask.T.sum(dim=0))
+        sums += torch.stack([c.to(torch.float64) for c in counts])
+        if (step + 1) % schedule.steps_per_epoch == 0:
+            report_curve((step + 1) // schedule.steps_per_epoch, sums)
+            sums.zero_()
     private.close()
     trace = None if private.canaries is None else private.canaries.trace()
     return [float(accountant.get_epsilon(dp.delta))] * membership.n_models, trace

@@ -102,7 +102,7 @@ def train_sequential(
             held_out[k, result.split.all_held_out] = True
         else:
             # Opacus takes seconds to import: only DP runs pay for it.
-            from benchmark.training.private import train_one_private
+            from benchmark.training.private import train_one_private  # imports Opacus (seconds)
 
             module, epsilon = train_one_private(recipe, pool, members, seed, device)
             modules.append(module)

@@ -16,6 +16,7 @@ from benchmark.cli.job import run
 from benchmark.errors import ConfigError
 from benchmark.experiment.plan import prepare
 from benchmark.models.base import build_model
+from benchmark.progress import reporting_epochs
 from benchmark.training.accounting import (
     DPParams,
     make_accountant,
@@ -209,9 +210,17 @@ def test_the_private_step_adds_noise_of_std_sigma_c_independently_per_model():
 def test_both_engines_report_the_epsilon_of_the_same_accountant(make_config):
     plan = prepare(make_config([*DPSGD, "protocol.n_models=2"]), False)
     reference = train(plan.recipe.replace(engine="sequential"), plan.pool, plan.membership, False)
-    ensemble = train(plan.recipe, plan.pool, plan.membership, False)
+    curve = []
+    with reporting_epochs(lambda epoch, means, per_model: curve.append((epoch, means, per_model))):
+        ensemble = train(plan.recipe, plan.pool, plan.membership, False)
     assert len(ensemble.epsilons) == plan.membership.n_models
     assert ensemble.epsilons == pytest.approx(reference.epsilons, rel=1e-9)
+    # DP-SGD's training curve: per epoch, each model's loss and accuracy and their mean.
+    assert [epoch for epoch, _, _ in curve] == list(range(1, plan.recipe.epochs + 1))
+    for _, means, per_model in curve:
+        for key in ("train/loss", "train/acc"):
+            assert len(per_model[key]) == 2 and means[key] == pytest.approx(sum(per_model[key]) / 2)
+        assert all(0.0 <= a <= 1.0 for a in per_model["train/acc"])
 
 
 def test_dpsgd_runs_end_to_end_and_logs_epsilon(make_config):
