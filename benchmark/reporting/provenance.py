@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmark.config.compose import CONFIG_DIR, compose_config
+from benchmark.config.schema import STORE_SETTINGS
 from benchmark.tracking.params import COMPARISON_PARAMS, empty_defense, flat_params, leaves
 
 #: Config groups whose option is named by the option's ``name`` field (``audit`` by ``method``).
@@ -46,16 +47,21 @@ class Command:
         return shlex.join(["mia-bench", *self.overrides])
 
 
+STORE_KEYS = frozenset(f"training.{name}" for name in STORE_SETTINGS)
+
+
 def _science(params: Mapping[str, str]) -> dict[str, str]:
     # The comparison params repeat what the configuration says; they are no override, nor is a
     # defense without parameters (its name is in the defense tag; older runs logged it as {}).
     # Without a canary audit the audit.* keys say nothing (runs before audits existed lack them).
+    # The model store's settings never change a result: tags, not params (like tracking.*).
     no_audit = str(params.get("audit.method", "none")) == "none"
     return {
         k: v
         for k, v in params.items()
         if not k.startswith(("tracking.", "hydra."))
         and k not in COMPARISON_PARAMS
+        and k not in STORE_KEYS
         and not (no_audit and k.startswith("audit."))
         and not empty_defense(k, v)
     }
