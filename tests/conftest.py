@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from benchmark.config import compose as config
 from benchmark.experiment.plan import Plan, prepare
@@ -30,6 +30,13 @@ FAST = [
     "data.n_classes=5",
     "data.n_features=20",
 ]
+
+
+def only_attacks(*kept: str) -> list[str]:
+    """The overrides that drop every attack of the suite (conf/attacks/suite.yaml) but ``kept``:
+    a test that checks bookkeeping needs two attacks, not the whole suite's time."""
+    suite = OmegaConf.load(REPO / "conf" / "attacks" / "suite.yaml").suite
+    return [f"~attacks.suite.{name}" for name in suite if name not in kept]
 
 
 def compose_config(overrides: list[str], store: Path | None = None) -> DictConfig:

@@ -22,24 +22,11 @@ from benchmark.evaluation.keys import privacy_key
 from benchmark.experiment.execute import execute
 from benchmark.experiment.plan import prepare
 from benchmark.experiment.replicates import replicate_interval, replicate_seeds
-from tests.conftest import FAST, compose_config
+from tests.conftest import FAST, compose_config, only_attacks
 
 KEY = privacy_key("privacy", "loss", "auc")
 #: Two attacks are enough to check the bookkeeping; the rest of the suite only costs time here.
-ONLY_LOSS_AND_RMIA = [
-    f"~attacks.suite.{name}"
-    for name in (
-        "lira_online",
-        "lira_offline",
-        "rmia_offline",
-        "confidence",
-        "entropy",
-        "mentropy",
-        "shadow",
-        "label_only",
-        "label_only_calibrated",
-    )
-]
+ONLY_LOSS_AND_RMIA = only_attacks("loss", "rmia")
 
 
 def test_replicate_seeds_start_with_the_seed_and_are_reproducible() -> None:
