@@ -56,7 +56,7 @@ ROC_METRICS = (AUC, *(tpr_at(level) for level in FPR_LEVELS), ADVANTAGE, BALANCE
 #: ``privacy/strongest/<key>``: not an attack but, per key, the largest mean over the attacks
 #: that applied (one axis that compares every run, whatever attacks apply to its release).
 STRONGEST = "strongest"
-STRONGEST_KEYS = (AUC, HEADLINE, ADVANTAGE, "eps_lb")
+STRONGEST_KEYS = (AUC, HEADLINE, ADVANTAGE, EPS_LB)
 
 
 def utility_key(metric: str) -> str:
