@@ -19,7 +19,16 @@ PACKAGES = ("benchmark", "attacks", "defenses")
 #: The layers, lowest first: the data flow of ARCHITECTURE.md. A module may import its own layer
 #: and the ones before it, never one after it. The first matching prefix names a module's layer.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("benchmark.errors", "benchmark.registry", "benchmark.progress", "benchmark.locking")),
+    (
+        "core",
+        (
+            "benchmark.errors",
+            "benchmark.registry",
+            "benchmark.progress",
+            "benchmark.locking",
+            "benchmark.interrupts",
+        ),
+    ),
     ("config", ("benchmark.config",)),
     ("data", ("benchmark.data",)),
     ("protocol", ("benchmark.protocol",)),

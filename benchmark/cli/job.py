@@ -8,12 +8,8 @@ upload it (:mod:`benchmark.tracking.spool`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +20,7 @@ from benchmark.evaluation.keys import POPULATION
 from benchmark.experiment.execute import execute, train_shard
 from benchmark.experiment.plan import Plan, prepare
 from benchmark.experiment.results import ExperimentResult
+from benchmark.interrupts import terminate_as_interrupt
 from benchmark.progress import reporting_epochs
 from benchmark.reporting.plots import plot_roc
 from benchmark.reporting.summary import format_summary
@@ -51,27 +48,6 @@ class RunOutcome:
     spooled: str | None = None
     #: Where the models came from: ``trained``, ``cache:<key>`` (the ``models_source`` tag).
     models_source: str | None = None
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the job is, so that its run ends KILLED like a Ctrl-C."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises :class:`Terminated` meanwhile (signals install in the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _close(tracked: TrackedRun | None, cfg: DictConfig) -> str | None:

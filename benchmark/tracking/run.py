@@ -24,6 +24,7 @@ import numpy as np
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from benchmark.interrupts import deferred_interrupts
 from benchmark.progress import EpochSink
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ class TrackedRun:
         if self.lost is not None or (fn != self.client.create_run and self.run_id is None):
             return None
         try:
-            return fn(*args, **kwargs)
+            with deferred_interrupts():  # a write cut in half would lock the SQLite store
+                return fn(*args, **kwargs)
         except Exception as exc:  # any transport or store error: the record keeps everything
             self.lost = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             log.warning("MLflow stopped answering (%s); recording locally", self.lost)
