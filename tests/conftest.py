@@ -39,6 +39,12 @@ def only_attacks(*kept: str) -> list[str]:
     return [f"~attacks.suite.{name}" for name in suite if name not in kept]
 
 
+def quick(*overrides: str) -> list[str]:
+    """FAST with two attacks (LOSS and LiRA online), then ``overrides``: for the end-to-end tests
+    of bookkeeping (sweeps, kills, spools, resumes), where the whole suite would only add time."""
+    return [*FAST, *only_attacks("loss", "lira_online"), *overrides]
+
+
 def compose_config(overrides: list[str], store: Path | None = None) -> DictConfig:
     """Compose ``conf/config.yaml`` with command-line style ``overrides``.
 

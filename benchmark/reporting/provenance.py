@@ -126,6 +126,24 @@ def _group_overrides(params: Mapping[str, str], defenses: list[str]) -> list[str
     return overrides
 
 
+def _deleted(composed: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
+    """The nodes to delete: for each composed key the run lacks, its shortest prefix that holds
+    nothing the run has (``~attacks.suite.label_only``, not each of its options, which would
+    leave the attack in the suite with its defaults)."""
+
+    def only_missing(prefix: str) -> bool:
+        inside = prefix + "."
+        return not any(key == prefix or key.startswith(inside) for key in wanted)
+
+    deleted: list[str] = []
+    for key in (k for k in composed if k not in wanted):
+        parts = key.split(".")
+        prefix = next(p for n in range(1, len(parts) + 1) if only_missing(p := ".".join(parts[:n])))
+        if prefix not in deleted:
+            deleted.append(prefix)
+    return deleted
+
+
 def reproduce_command(params: Mapping[str, str], tags: Mapping[str, str]) -> Command:
     """The ``mia-bench`` command that reproduces the run with these params and tags."""
     wanted = _science(params)
@@ -142,7 +160,7 @@ def reproduce_command(params: Mapping[str, str], tags: Mapping[str, str]) -> Com
             fields.append(f"+{key}={_value(param, None)}")
         elif composed[key] != param:
             fields.append(f"{key}={_value(param, typed.get(key))}")
-    fields += [f"~{key}" for key in composed if key not in wanted]
+    fields += [f"~{key}" for key in _deleted(composed, wanted)]
     if "seed" in wanted and not any(f.startswith("seed=") for f in fields):
         fields.append(f"seed={wanted['seed']}")  # always explicit: it is what reruns vary
     overrides = [*groups, *sorted(fields, key=lambda f: f.lstrip("+~"))]

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from benchmark.cli.sweep import close_dead_parents
 from benchmark.tracking.store import open_store
-from tests.conftest import FAST, REPO
+from tests.conftest import REPO, quick
 
 
 def _runs(uri: str) -> list:
@@ -35,7 +35,7 @@ def test_ctrl_c_on_a_sweep_kills_the_runs_prints_the_summary_and_exits_130(
 ) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     # job #0 trains 3 epochs; job #1 trains long enough to be interrupted for sure
-    argv = ["-m", *FAST, "training.epochs=3,3000", f"tracking.uri={uri}"]
+    argv = ["-m", *quick("training.epochs=3,3000"), f"tracking.uri={uri}"]
     argv += [f"tracking.artifact_location={tmp_path}/art", f"hydra.sweep.dir={tmp_path}/sweep"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "sweep.log"

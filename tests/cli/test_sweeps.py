@@ -1,8 +1,8 @@
 """Sweeps end to end, as a user launches them: parallel workers, a real MLflow server, a sweep
 killed and relaunched, a diverging job, and the same numbers whichever launcher ran them.
 
-Every training run uses the FAST configuration (about a second); each sweep is a subprocess
-(``python -m benchmark.cli -m ...``).
+Every training run uses the FAST configuration with two attacks (:func:`tests.conftest.quick`);
+each sweep is a subprocess (``python -m benchmark.cli -m ...``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli.job import run
-from tests.conftest import FAST, REPO, run_cli
+from tests.conftest import REPO, quick, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +138,7 @@ def sqlite_sweep(tmp_path_factory: pytest.TempPathFactory, server_process: tuple
     """4 jobs on 2 joblib workers into a fresh SQLite store; one job's training diverges."""
     folder = tmp_path_factory.mktemp("sqlite_sweep")
     uri = f"sqlite:///{folder}/results/mlflow.db"
-    args = ["-m", *JOBLIB, f"hydra.sweep.dir={folder}/sweep", *FAST]
+    args = ["-m", *JOBLIB, f"hydra.sweep.dir={folder}/sweep", *quick()]
     args += [*tracking(uri, folder / "results" / "mlartifacts")]
     args += [f"training.lr=0.001,0.002,0.003,{DIVERGING_LR}"]
     done = run_cli(args, folder)
@@ -190,20 +190,20 @@ def test_same_metrics_alone_in_joblib_and_in_submitit_local(
         r for r in sqlite_sweep["store"].configurations if r.data.params["training.lr"] == "0.001"
     )
     joblib_metrics = _metrics(sqlite_sweep["uri"], in_joblib.info.run_id)
-    assert len(joblib_metrics) > 20  # utility and every attack's metrics, with intervals
+    assert len(joblib_metrics) > 20  # utility and both attacks' metrics, with intervals
 
     (tmp_path / "results").mkdir()
     shutil.copy(
         empty_mlflow_db, tmp_path / "results" / "mlflow.db"
     )  # where make_config(track=True) logs
-    alone = run(make_config(FAST, track=True), show_progress=False)  # FAST's lr is 0.001
+    alone = run(make_config(quick(), track=True), show_progress=False)  # FAST's lr: 0.001
     alone_uri = f"sqlite:///{tmp_path}/results/mlflow.db"
     assert _metrics(alone_uri, alone.run_id) == joblib_metrics
 
     (tmp_path / "submitit").mkdir()
     shutil.copy(empty_mlflow_db, tmp_path / "submitit" / "mlflow.db")
     uri = f"sqlite:///{tmp_path}/submitit/mlflow.db"
-    args = ["-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}/sweep", *FAST]
+    args = ["-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}/sweep", *quick()]
     done = run_cli([*args, *tracking(uri, tmp_path / "submitit" / "art")], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_linked(Store(uri))  # the parent run reaches submitit's job processes too
@@ -222,7 +222,7 @@ def test_sweep_killed_mid_way_and_relaunched_against_an_mlflow_server(
     killed mid-way for sure; the relaunch is the 4-job sweep on 2 parallel workers.
     """
     uri = mlflow_server
-    sweep = ["-m", *FAST, "seed=0,1,2,3", *tracking(uri, tmp_path / "art")]
+    sweep = ["-m", *quick(), "seed=0,1,2,3", *tracking(uri, tmp_path / "art")]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "first.log"
     with open(log_path, "w") as log:

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from benchmark.cli.job import run
 from benchmark.tracking.params import COMPARISON_PARAMS, config_hash, data_digest
 from benchmark.tracking.ui_view import AXES_METRICS, AXES_PARAMS, COMPARE_VIEW, SHARE_TAG
-from tests.conftest import FAST
+from tests.conftest import FAST, quick
 
 RESERVED = ("mlflow.source.git.commit", "mlflow.source.name", "mlflow.user", "mlflow.runName")
 
@@ -118,8 +118,7 @@ def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
 def test_a_job_killed_in_training_is_killed_in_mlflow_and_a_relaunch_finishes_it(tmp_path):
     store = tmp_path / "results"
     args = [
-        *FAST,
-        "training.epochs=400",
+        *quick("training.epochs=400"),
         f"tracking.uri=sqlite:///{store}/mlflow.db",
         f"tracking.artifact_location={store}/art",
     ]

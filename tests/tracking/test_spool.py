@@ -15,7 +15,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from benchmark.tracking.spool import main as replay_main
-from tests.conftest import FAST
+from tests.conftest import quick
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,7 @@ def test_a_killed_server_loses_nothing_and_the_spool_replays_exactly_once(tmp_pa
     server = _server(tmp_path, port)
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
     store = [f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path}/art"]
-    args = [*FAST, "training.epochs=200", *store]
+    args = [*quick("training.epochs=200"), *store]
     job = subprocess.Popen(
         [sys.executable, "-m", "benchmark.cli", *args],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmark.cli.job import run
 from benchmark.signals.arrays import Signals
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, quick, run_cli
 
 
 def runs_of(store: Path) -> list:
@@ -77,7 +77,7 @@ def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path):
 
 
 def test_sweep_groups_configurations_under_one_parent(tmp_path):
-    result = cli(["-m", "defense=none,weight_decay,topk", *FAST], tmp_path)
+    result = cli(["-m", "defense=none,weight_decay,topk", *quick()], tmp_path)
     assert result.returncode == 0, result.stderr
     _, runs = runs_of(tmp_path / "store")
     sweeps = [r for r in runs if r.data.tags.get("mlflow.runName", "").startswith("sweep")]

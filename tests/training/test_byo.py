@@ -18,7 +18,7 @@ from benchmark.cli.job import run
 from benchmark.errors import ConfigError
 from benchmark.experiment.plan import prepare
 from benchmark.training.engines import train
-from tests.conftest import REPO, compose_config
+from tests.conftest import REPO, compose_config, only_attacks
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "byo"
 SMALL = ["protocol.n_models=4", "training.epochs=2"]
@@ -81,6 +81,7 @@ def test_cli_runs_own_model_data_and_loop_into_mlflow(tmp_path: Path) -> None:
         *MODEL,
         *DATA,
         *LOOP,
+        *only_attacks("loss", "lira_online"),
         "defense=topk",
         f"tracking.uri=sqlite:///{store}/mlflow.db",
         f"tracking.artifact_location={store}/mlartifacts",
