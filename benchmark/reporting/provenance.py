@@ -128,7 +128,7 @@ def _group_overrides(params: Mapping[str, str], defenses: list[str]) -> list[str
 
 def _deleted(composed: Mapping[str, str], wanted: Mapping[str, str]) -> list[str]:
     """The nodes to delete: for each composed key the run lacks, its shortest prefix that holds
-    nothing the run has (``~attacks.suite.label_only``, not each of its options, which would
+    nothing the run has (``~attacks.suite.rmia``, not each of its options, which would
     leave the attack in the suite with its defaults)."""
 
     def only_missing(prefix: str) -> bool:
