@@ -138,8 +138,10 @@ def _deleted(composed: Mapping[str, str], wanted: Mapping[str, str]) -> list[str
     deleted: list[str] = []
     for key in (k for k in composed if k not in wanted):
         parts = key.split(".")
-        prefix = next(p for n in range(1, len(parts) + 1) if only_missing(p := ".".join(parts[:n])))
-        if prefix not in deleted:
+        prefixes = (".".join(parts[:n]) for n in range(1, len(parts) + 1))
+        # None: an empty node (``{}``) the run filled in, which its ``+`` fields restore
+        prefix = next((p for p in prefixes if only_missing(p)), None)
+        if prefix is not None and prefix not in deleted:
             deleted.append(prefix)
     return deleted
 
