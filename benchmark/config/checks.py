@@ -77,14 +77,14 @@ def check_batch_size(training: DictConfig, n_train: int) -> None:
 
 
 #: The values of ``audit.method`` (the files of ``conf/audit/``).
-AUDIT_METHODS = ("none", "whitebox")
+AUDIT_METHODS = ("none", "whitebox", "blackbox")
 
 
 def _validate_audit(audit: DictConfig) -> None:
     require(
         audit.method in AUDIT_METHODS,
         f"audit.method must be one of {list(AUDIT_METHODS)} (got '{audit.method}'): "
-        "select it with audit=whitebox",
+        "select it with audit=whitebox or audit=blackbox",
     )
     require(
         audit.canaries >= 2,

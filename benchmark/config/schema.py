@@ -137,13 +137,14 @@ def default_tracking_uri() -> str:
 class AuditConfig:
     """An empirical privacy audit of DP-SGD with canaries (:mod:`benchmark.evaluation.dp_audit`).
 
-    ``method`` is set by the ``audit`` group: ``none`` (no canaries, the default) or
-    ``whitebox`` (gradient canaries inside DP-SGD, :mod:`benchmark.training.audit_canaries`).
+    ``method`` is set by the ``audit`` group: ``none`` (no canaries, the default), ``whitebox``
+    (gradient canaries inside DP-SGD, :mod:`benchmark.training.audit_canaries`) or ``blackbox``
+    (crafted input canaries, :mod:`benchmark.training.input_canaries`).
     """
 
     method: str = MISSING
-    #: Gradient canaries per model; each is included with probability 1/2. More canaries give a
-    #: tighter bound; at most the number of parameters of one model.
+    #: Canaries per model; each is included with probability 1/2. More canaries give a tighter
+    #: bound; white-box: at most the number of parameters of one model.
     canaries: int = 1000
     #: Confidence of every audit bound.
     confidence: float = 0.95

@@ -56,7 +56,8 @@ that here, and the bound is valid only in the sense stated below:
 So ``eps_lb`` is the Jagielski et al. 2020 statistic computed per target, a valid 95% bound under
 the independent-trials model and a strong but not formally proven one under this design. A
 formally valid one-run bound needs audit canaries included independently with probability 1/2,
-scored with Steinke et al.'s test: :mod:`benchmark.evaluation.dp_audit` (``audit=whitebox``).
+scored with Steinke et al.'s test: :mod:`benchmark.evaluation.dp_audit` (``audit=whitebox``,
+``audit=blackbox``).
 
 DP accountants such as Opacus's use add/remove adjacency, while a point IN versus OUT of a fixed-
 size training set differs by a replacement, for which (eps, delta)-DP guarantees only (2 eps, (1 +

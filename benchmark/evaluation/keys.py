@@ -12,7 +12,7 @@ Per target run and per configuration run (the mean, with ``_ci_low`` / ``_ci_hig
   the lowest layer, because the training engines report them.
 
 Per configuration run only: ``audit/<method>/eps_lb`` (and ``audit/<method>/mu_lb`` for a
-Gaussian-DP estimate), the bounds of a canary audit (``audit=whitebox``).
+Gaussian-DP estimate), the bounds of a canary audit (``audit=whitebox``, ``audit=blackbox``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import numpy as np
 
 from attacks.base import Attack, attacker_view, memoise_query
 from benchmark.evaluation.audit import EpsilonAudit, audit_delta, audit_targets
-from benchmark.evaluation.canary_scores import whitebox_audit
+from benchmark.evaluation.canary_scores import blackbox_audit, whitebox_audit
 from benchmark.evaluation.dp_audit import AuditBound
 from benchmark.evaluation.groups import metric_groups
 from benchmark.evaluation.metrics import RocEvaluation, evaluate
@@ -23,6 +23,7 @@ from benchmark.signals.arrays import Signals
 from benchmark.signals.compute import compute_signals
 from benchmark.store.ensemble_store import TRAINED, Obtained, Origin
 from benchmark.training.engines import train
+from benchmark.training.input_canaries import InputCanaryTrace
 from benchmark.training.recipe import Recipe
 from benchmark.training.trained import Models
 
@@ -105,17 +106,22 @@ def run_attack(
 
 
 def canary_audit(models: Models, plan: Plan) -> list[AuditBound]:
-    """The white-box canary audit's bounds (``audit=whitebox``); none without canaries."""
+    """The canary audit's bounds (``audit=whitebox`` or ``audit=blackbox``); none without
+    canaries. The black-box auditor queries each model on the canaries, as any user could."""
     trace = models.canaries
+    delta, confidence = audit_delta(plan.config), float(plan.config["audit"]["confidence"])
     if trace is None:
         return []
+    if isinstance(trace, InputCanaryTrace):
+        logits = np.stack([models.logits(k, trace.inputs).numpy() for k in range(models.n_models)])
+        return blackbox_audit(trace.included, logits, trace.labels, delta, confidence)
     return whitebox_audit(
         trace.included,
         trace.observations,
         trace.sample_rate,
         trace.noise_multiplier,
-        audit_delta(plan.config),
-        float(plan.config["audit"]["confidence"]),
+        delta,
+        confidence,
     )
 
 

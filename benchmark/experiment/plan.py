@@ -90,8 +90,8 @@ def prepare(cfg: DictConfig, show_progress: bool = True, pool: Pool | None = Non
     for defense in defense_list:
         defense.check(n_train=len(pool) // 2, num_classes=pool.num_classes)
     recipe = apply_recipes(defense_list, base_recipe(cfg))
-    if cfg.audit.method == "whitebox":
-        recipe = recipe.replace(audit_canaries=int(cfg.audit.canaries))
+    if cfg.audit.method != "none":
+        recipe = recipe.replace(audit=cfg.audit.method, audit_canaries=int(cfg.audit.canaries))
     check_recipe(recipe, pool)
     plan = Plan(
         config, pool, membership, defense_list, recipe, attack_list, cfg.seed, show_progress

@@ -46,7 +46,8 @@ class ExperimentResult:
     shadow_signals: Signals | None = None
     #: Where the models were trained (``training.device=auto`` resolves to cpu or cuda).
     device: str = "cpu"
-    #: The canary audit's bounds (``audit=whitebox``), one per method; empty without an audit.
+    #: The canary audit's bounds (``audit=whitebox``/``blackbox``), one per method; empty
+    #: without an audit.
     dp_audit: list[AuditBound] = field(default_factory=list)
     #: ``protocol.target.checkpoint``: the extra target's own result (its one target is the
     #: checkpoint, its shadows all ``K`` models); never part of this result's means.

@@ -160,7 +160,8 @@ def canary_audit_table(run: ConfigRun) -> list[Block]:
         for method in methods
     ]
     caption = (
-        "Canary audit (audit=whitebox): each method's epsilon lower bound, with its stated "
+        "Canary audit (audit=whitebox or audit=blackbox): each method's epsilon lower bound, "
+        "with its stated "
         "confidence, beside the accountant's epsilon; a bound above it is a violation."
     )
     return [Table(["Audit method", "eps lower bound", "DP eps"], rows, caption)]

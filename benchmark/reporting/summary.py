@@ -124,7 +124,8 @@ def _attack_table(result: ExperimentResult, summary: dict[str, Interval], group:
 
 
 def audit_table(result: ExperimentResult) -> list[str]:
-    """The canary audit's bounds next to the accountant's epsilon (``audit=whitebox``)."""
+    """The canary audit's bounds next to the accountant's epsilon (``audit=whitebox`` or
+    ``audit=blackbox``)."""
     claimed = max(result.epsilons or [float("nan")])
     lines = [
         "| DP audit (canaries) | ε lower bound | accountant ε | canaries | guesses (correct) |",

@@ -129,9 +129,9 @@ def _build(recipe: Recipe, pool: Pool) -> nn.Module:
 def unstorable(models: Models, recipe: Recipe, pool: Pool) -> str | None:
     """Why ``models`` cannot be stored (None when they can): the store rebuilds every model as
     ``model=...`` builds it and loads its weights, which a custom loop may not return; and a
-    white-box audit reads its canaries' trace of the training, which only training produces."""
+    canary audit reads its canaries' trace of the training, which only training produces."""
     if recipe.audit_canaries:
-        return "audit=whitebox needs the canary trace of training, which is not stored"
+        return f"audit={recipe.audit} needs the canary trace of training, which is not stored"
     if recipe.engine != "custom":
         return None
     if any(isinstance(m, PredictFunction) for m in models.modules):

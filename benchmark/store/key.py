@@ -71,6 +71,9 @@ def recipe_material(recipe: Recipe, device: torch.device) -> dict[str, Any]:
     """The recipe as key material: every field, the device by its type."""
     material = canonical(recipe)
     material["device"] = device.type
+    # An audited recipe is never stored (ensemble_store.unstorable): the audit's kind tells no
+    # two entries apart, and leaving it out keeps the keys of the entries stored before it.
+    material.pop("audit")
     if recipe.optimizer != "sgd":
         material.pop("momentum")  # Adam has no momentum parameter (steps.make_optimizer)
     return material

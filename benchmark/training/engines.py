@@ -52,19 +52,19 @@ def check_recipe(recipe: Recipe, pool: Pool) -> None:
 
 
 def check_audit(recipe: Recipe, n_parameters: int) -> None:
-    """Refuse white-box audit canaries the private ensemble cannot insert; raise ConfigError."""
+    """Refuse audit canaries the private ensemble cannot insert; raise ConfigError."""
     if not recipe.audit_canaries:
         return
     if recipe.dp is None:
         raise ConfigError(
-            "audit=whitebox audits DP-SGD's gradients: add defense=dpsgd (or use audit=none)"
+            f"audit={recipe.audit} audits DP-SGD: add defense=dpsgd (or use audit=none)"
         )
     if recipe.engine != "ensemble":
         raise ConfigError(
-            f"audit=whitebox inserts its canaries in the ensemble engine's DP-SGD: set "
+            f"audit={recipe.audit} inserts its canaries in the ensemble engine's DP-SGD: set "
             f"training.engine=ensemble (got {recipe.engine})"
         )
-    if recipe.audit_canaries > n_parameters:
+    if recipe.audit == "whitebox" and recipe.audit_canaries > n_parameters:
         raise ConfigError(
             f"audit.canaries={recipe.audit_canaries} exceeds the model's {n_parameters} "
             f"parameters (one coordinate per canary): set audit.canaries <= {n_parameters}"

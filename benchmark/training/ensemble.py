@@ -134,7 +134,9 @@ def train_ensemble(
         try:
             from benchmark.training.private_ensemble import fit_private  # imports Opacus (seconds)
 
-            epsilons, canaries = fit_private(ensemble, recipe, x, y, membership, progress)
+            epsilons, canaries = fit_private(
+                ensemble, recipe, x, y, membership, progress, pool.num_classes
+            )
         except NotStackable as exc:
             return _fall_back(str(exc), recipe, pool, membership, progress)
     ensemble.unstack_into(modules)
@@ -149,8 +151,8 @@ def _fall_back(
 ) -> Models:
     if recipe.audit_canaries:  # the canaries live in the stacked private loop only
         raise ConfigError(
-            f"audit=whitebox needs the stacked DP-SGD of training.engine=ensemble, which cannot "
-            f"train this recipe ({reason}): use audit=none"
+            f"audit={recipe.audit} needs the stacked DP-SGD of training.engine=ensemble, which "
+            f"cannot train this recipe ({reason}): use audit=none"
         )
     # A model the stacked layers cannot stack may still train at once through torch.func (the
     # generic path, benchmark.training.functional_ensemble); DP-SGD needs Opacus's hooks, and a

@@ -33,6 +33,7 @@ from benchmark.training.accounting import (
     poisson_schedule,
 )
 from benchmark.training.audit_canaries import CanaryTrace, GradientCanaries
+from benchmark.training.input_canaries import InputCanaries, InputCanaryTrace
 from benchmark.training.recipe import Recipe
 from benchmark.training.stacked_samplers import clipped_linear_gradients, per_model_norm_samplers
 from benchmark.training.stacked_steps import check_finite, per_model_loss, stacked_batch
@@ -159,9 +160,10 @@ def fit_private(
     y: torch.Tensor,
     membership: Membership,
     progress: bool,
-) -> tuple[list[float], CanaryTrace | None]:
+    num_classes: int,
+) -> tuple[list[float], CanaryTrace | InputCanaryTrace | None]:
     """Train ``ensemble`` with DP-SGD; return the epsilon each model spent, from the accountant,
-    and what the white-box audit canaries saw (``recipe.audit_canaries``; None without them)."""
+    and the audit canaries' trace (``recipe.audit``'s ``recipe.audit_canaries``; None without)."""
     dp = recipe.dp
     assert dp is not None
     members = torch.as_tensor(
@@ -178,10 +180,16 @@ def fit_private(
         schedule.expected_batch_size,
         generator=torch.Generator(x.device).manual_seed(seed + 1),
     )
-    if recipe.audit_canaries:
+    if recipe.audit == "whitebox":
         private.canaries = GradientCanaries.attach(
             private.module, recipe.audit_canaries, schedule, sigma, seed=seed + 2
         )
+    input_canaries = None
+    if recipe.audit == "blackbox":
+        input_canaries = InputCanaries(
+            x, recipe.audit_canaries, num_classes, membership.n_models, schedule.sample_rate, seed
+        )
+        x, y = input_canaries.extend(x, y)
     # Every model runs the same mechanism (same sigma, sampling rate and number of steps), so one
     # accountant accounts for each of them.
     accountant = make_accountant(dp)
@@ -195,6 +203,8 @@ def fit_private(
         range(schedule.steps), "training (DP-SGD)", unit="step", enabled=progress
     ):
         index, mask = poisson_batch(members, schedule.sample_rate, sampler)
+        if input_canaries is not None:
+            index, mask = input_canaries.add_to_batch(index, mask)
         inputs, labels = stacked_batch(x, y, index)
         losses = private.step(inputs, labels, mask.T, recipe.label_smoothing)
         check_finite(losses)
@@ -204,5 +214,7 @@ def fit_private(
             report_curve((step + 1) // schedule.steps_per_epoch, sums)
             sums.zero_()
     private.close()
-    trace = None if private.canaries is None else private.canaries.trace()
+    trace = input_canaries.trace() if input_canaries is not None else None
+    if private.canaries is not None:
+        trace = private.canaries.trace()
     return [float(accountant.get_epsilon(dp.delta))] * membership.n_models, trace

@@ -46,8 +46,11 @@ class Recipe:
     hooks: tuple[TrainingHook, ...] = ()
     #: DP-SGD's budget and clipping norm (the ``dpsgd`` defense); None trains without privacy.
     dp: DPParams | None = None
-    #: White-box audit: this many gradient canaries per model in DP-SGD (``audit=whitebox``;
-    #: :mod:`benchmark.training.audit_canaries`); 0 inserts none.
+    #: The canary audit of DP-SGD: ``whitebox`` (gradient canaries,
+    #: :mod:`benchmark.training.audit_canaries`), ``blackbox`` (input canaries,
+    #: :mod:`benchmark.training.input_canaries`) or ``none``.
+    audit: str = "none"
+    #: How many canaries the audit inserts per model; 0 inserts none.
     audit_canaries: int = 0
 
     @classmethod

@@ -10,6 +10,7 @@ from torch import nn
 
 from benchmark.errors import ConfigError
 from benchmark.training.audit_canaries import CanaryTrace
+from benchmark.training.input_canaries import InputCanaryTrace
 
 
 class TrainingDiverged(RuntimeError):
@@ -27,8 +28,9 @@ class Models:
     #: bool ``[K, N]``: the members each model's training held out of fitting (a training
     #: hook's validation or reference set); all False when nothing was held out.
     held_out: np.ndarray
-    #: What the white-box audit's gradient canaries saw (``audit=whitebox`` only).
-    canaries: CanaryTrace | None = None
+    #: The audit canaries' trace: what the gradient canaries saw (``audit=whitebox``), or the
+    #: input canaries to query (``audit=blackbox``); None without an audit.
+    canaries: CanaryTrace | InputCanaryTrace | None = None
 
     @property
     def n_models(self) -> int:

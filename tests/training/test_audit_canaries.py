@@ -83,6 +83,9 @@ def test_noise_and_sample_rate_faults_change_what_opacus_draws_not_what_it_accou
         (["defense=dpsgd", "audit=whitebox", "audit.canaries=100000"], "exceeds the model's"),
         (["audit=whitebox", "audit.canaries=1"], "audit.canaries must be >= 2"),
         (["audit=whitebox", "audit.confidence=1.5"], "audit.confidence must be in"),
+        (["audit=blackbox"], "audit=blackbox audits DP-SGD: add defense=dpsgd"),
+        (["defense=dpsgd", "audit=blackbox", "training.engine=sequential"], "engine=ensemble"),
+        (["audit.method=greybox"], "audit.method must be one of"),
     ],
 )
 def test_bad_audit_configs_are_refused_before_training(overrides, message) -> None:
