@@ -6,9 +6,10 @@ replicate 0 *is* the configuration's seed, so ``R = 1`` is exactly the run witho
 With ``R > 1`` the configuration's headline is the mean over replicates of each replicate's mean
 over targets, with a Student-t interval over the ``R`` replicate means: the replicates are
 independent by construction, so this interval covers what rerunning the configuration with new
-seeds on the *same* dataset would give (the bootstrap over pool points, used when ``R = 1``,
-also covers a new draw of the pool from the data distribution, and is conservative on a small
-fixed dataset). :meth:`ExperimentResult.summary` is where one of the two is chosen.
+seeds on the *same* dataset would give, including how a new pool changes the models overall,
+which the bootstrap over pool points (used when ``R = 1``) cannot see in one run
+(:mod:`benchmark.evaluation.intervals`). :meth:`ExperimentResult.summary` is where one of the two
+is chosen.
 """
 
 from __future__ import annotations
