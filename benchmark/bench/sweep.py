@@ -31,10 +31,16 @@ TARGET = 1.3
 SWEEP = Path(CONFIG_DIR) / "experiment" / "defense_sweep.yaml"
 
 
-def sweep_jobs(canaries: list[str] | None) -> list[list[str]]:
-    """The standard sweep's jobs as override lists (its defense x canaries product)."""
+def sweep_jobs(canaries: list[str] | None, only: list[str] | None = None) -> list[list[str]]:
+    """The standard sweep's jobs as override lists (its defense x canaries product), restricted
+    to the defense options ``only`` when given."""
     params = OmegaConf.load(SWEEP).hydra.sweeper.params
     defenses = [d.strip() for d in str(params.defense).split(",")]
+    if only:
+        unknown = sorted(set(only) - set(defenses))
+        if unknown:
+            raise SystemExit(f"--defenses: {unknown} are not in the sweep's options {defenses}")
+        defenses = [d for d in defenses if d in only]
     counts = canaries or [c.strip() for c in str(params["protocol.canaries"]).split(",")]
     return [[f"defense={d}", f"protocol.canaries={c}"] for c in counts for d in defenses]
 
@@ -71,11 +77,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--models", type=int, default=4, help="protocol.n_models (sweep: 16)")
     parser.add_argument("--epochs", type=int, default=5, help="training.epochs (sweep: 30)")
     parser.add_argument("--canaries", action="append", help="keep these canary settings only")
+    parser.add_argument(
+        "--defenses",
+        help="comma-separated defense options of the sweep to run (default: all), e.g. "
+        "none,strength/topk_low",
+    )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--override", action="append", default=[], help="any other override")
     args = parser.parse_args(argv)
     reduced = [f"protocol.n_models={args.models}", f"training.epochs={args.epochs}", *args.override]
-    jobs = sweep_jobs(args.canaries)
+    jobs = sweep_jobs(args.canaries, args.defenses.split(",") if args.defenses else None)
     sweeps = []
     for repeat in range(args.repeats):
         print(f"sweep {repeat}: {len(jobs)} jobs, {' '.join(reduced)}", flush=True)
