@@ -132,5 +132,12 @@ def mean_roc(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Average TPR over targets on a log-spaced FPR grid (a step function, as in the table)."""
     grid = np.logspace(-5, 0, 300) if grid is None else grid
-    tprs = [[tpr_at_fpr(c.fpr, c.tpr, g) for g in grid] for c in curves]
-    return grid, np.mean(tprs, axis=0)
+    return grid, np.mean([tprs_at_fprs(c.fpr, c.tpr, grid) for c in curves], axis=0)
+
+
+def tprs_at_fprs(fpr: np.ndarray, tpr: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """:func:`tpr_at_fpr` at every level at once: a ROC curve's FPR never decreases, so the
+    points with FPR at most a level are a prefix of the curve, whose largest TPR is the running
+    maximum at the prefix's last point."""
+    last = np.searchsorted(fpr, levels, side="right") - 1
+    return np.maximum.accumulate(tpr)[last]
