@@ -19,7 +19,7 @@ the protocol's structure; ``tests/attacks/test_attack_leakage.py`` checks this f
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from hashlib import blake2b
@@ -50,6 +50,9 @@ class AttackerView:
     query_shadow: Query | None = None  # indexed by shadow position 0..S-1
     #: ``"image"`` ([N, C, H, W] features) or ``"tabular"``; None when unknown.
     pool_kind: str | None = None
+    #: The run's perturbed copies of the pool, shared by all its attacks (:class:`PoolCopies`);
+    #: None: each attack keeps its own.
+    pool_copies: PoolCopies | None = None
 
     @property
     def n_shadows(self) -> int:
@@ -105,13 +108,15 @@ def attacker_view(
     shadow_query: Query | None = None,
     pool_kind: str | None = None,
     shadows: Sequence[int] | None = None,
+    pool_copies: PoolCopies | None = None,
 ) -> AttackerView:
     """The view for attacking model ``target``: every other model is a shadow (leave-one-out).
 
     ``shadow_signals`` (same membership matrix) replaces the shadow models' outputs, for an
     attacker who trains its own shadows without the defense; ``shadow_query`` queries those.
     ``shadows`` restricts the shadow set to these model indices (e.g. to measure how an attack
-    degrades with fewer shadow models); it may not contain ``target``.
+    degrades with fewer shadow models); it may not contain ``target``. ``pool_copies``: the
+    run's perturbed copies of the pool, shared by its attacks (with ``query``, one cache per run).
     """
     if shadows is None:
         shadows = np.array([j for j in range(signals.membership.shape[0]) if j != target])
@@ -131,6 +136,7 @@ def attacker_view(
         query_target=None if query is None else (lambda x: query(target, x)),
         query_shadow=None if shadow_query is None else (lambda s, x: shadow_query(shadows[s], x)),
         pool_kind=pool_kind,
+        pool_copies=pool_copies,
     )
 
 
@@ -142,7 +148,9 @@ def memoise_query(query: Query) -> Query:
     the input array (the cache keeps the array alive, so the identity cannot be reused), which
     costs nothing, unlike hashing megabytes per call: an attack asks again by passing the *same*
     array (see :meth:`Attack.perturbed_pool`). Perturbations must be drawn from a fixed seed,
-    never from the target, which also keeps runs reproducible.
+    never from the target, which also keeps runs reproducible. One cache serves a whole run:
+    with the run's :class:`PoolCopies`, two attacks that query the same copies (``label_only``
+    and ``label_only_calibrated``) ask every model once between them.
     """
     cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -153,6 +161,33 @@ def memoise_query(query: Query) -> Query:
         return cache[key][1]
 
     return cached
+
+
+class PoolCopies:
+    """Perturbed copies of the pool, each built once and handed out as the *same* array.
+
+    Attacks that query the black box on perturbed copies (label-only, LiRA's augmentations) ask
+    for them by a key that names everything the copies depend on besides the pool (the attack
+    family and its parameters, :meth:`Attack.perturbed_pool`), so two attacks with the same
+    perturbation parameters share one array, and with it the answers :func:`memoise_query`
+    caches by array identity. The copies are drawn from a fixed seed, so sharing them changes no
+    draw. A run keeps one store for all its attacks and targets; copies of another pool (other
+    features) are built anew.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[Hashable, tuple[bytes, np.ndarray]] = {}
+
+    def get(
+        self, features: np.ndarray, key: Hashable, make: Callable[[], np.ndarray]
+    ) -> np.ndarray:
+        """The copies named ``key`` of ``features``, built by ``make()`` the first time."""
+        digest = blake2b(np.ascontiguousarray(features).tobytes(), digest_size=16).digest()
+        digest += str(features.shape).encode()
+        made = self._made.get(key)
+        if made is None or made[0] != digest:
+            made = self._made[key] = (digest, make())
+        return made[1]
 
 
 @dataclass
@@ -174,7 +209,7 @@ class Attack(ABC):
 
     def __init__(self, params: Any) -> None:
         self.params = params
-        self._pool_copies: tuple[bytes, np.ndarray] | None = None
+        self._own_copies = PoolCopies()  # for views without the run's store
 
     def not_applicable(self, view: AttackerView) -> str | None:
         """Why this attack cannot run on ``view``, or None when it can."""
@@ -192,19 +227,20 @@ class Attack(ABC):
     def score(self, view: AttackerView) -> np.ndarray:
         """Membership scores ``[N]`` for the target's pool points; higher means member."""
 
-    def perturbed_pool(self, features: np.ndarray, make: Callable[[], np.ndarray]) -> np.ndarray:
-        """The perturbed copies of ``features`` this attack queries, built once by ``make()``.
+    def perturbed_pool(
+        self, view: AttackerView, family: str, make: Callable[[], np.ndarray]
+    ) -> np.ndarray:
+        """The perturbed copies of ``view.features`` this attack queries, built once by ``make()``.
 
         Every target's view holds the same pool, so the copies, and with them the answers cached
-        by :func:`memoise_query`, are shared by all targets. ``make`` must depend only on the
-        features and the attack's parameters.
+        by :func:`memoise_query`, are shared by all targets; through the view's
+        :class:`PoolCopies`, also by every attack of the run of the same ``family`` (the kind of
+        copies ``make`` builds) with the same parameters. ``make`` must depend only on the
+        features, the pool kind and the attack's parameters.
         """
-        digest = blake2b(np.ascontiguousarray(features).tobytes(), digest_size=16).digest()
-        digest += str(features.shape).encode()
-        cached = getattr(self, "_pool_copies", None)
-        if cached is None or cached[0] != digest:
-            cached = self._pool_copies = (digest, make())
-        return cached[1]
+        store = view.pool_copies if view.pool_copies is not None else self._own_copies
+        key = (family, view.pool_kind, repr(self.params))  # every parameter, by value
+        return store.get(view.features, key, make)
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack", "attacks.suite")

@@ -85,7 +85,7 @@ class _LabelOnly(Attack):
                 copies = random_tabular_perturbations(x, p.n_queries, p.flip_prob, p.noise, rng)
             return copies.reshape(-1, *x.shape[1:])
 
-        return self.perturbed_pool(x, make)
+        return self.perturbed_pool(view, "label_only", make)
 
     def correctness(self, view: AttackerView) -> tuple[np.ndarray, np.ndarray | None]:
         """Correct answers ``[Q + 1, N]`` of the target and ``[S, Q + 1, N]`` of the shadows."""

@@ -111,7 +111,9 @@ class _Lira(Attack):
             )
         p, x = self.params, view.features
         flat = self.perturbed_pool(
-            x, lambda: image_augmentations(x, p.max_shift, p.flip).reshape(-1, *x.shape[1:])
+            view,
+            "lira_augmentations",
+            lambda: image_augmentations(x, p.max_shift, p.flip).reshape(-1, *x.shape[1:]),
         )
         shape = (-1, len(x), view.num_classes)
         target = view.query_target(flat).reshape(shape)

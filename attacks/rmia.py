@@ -30,10 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from attacks.base import Attack, AttackerView, balanced_groups, register_attack
 from attacks.transforms import FLOOR, true_class_probability
+from benchmark.roc import exact_auc
 
 
 def _group_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -111,7 +111,7 @@ class _Rmia(Attack):
                 continue
             for i, a in enumerate(self.params.a_grid):
                 scores = self.scores_with(shadow_p[pseudo], shadow_p[rest], in_mask, out_mask, a)
-                aucs[i] += roc_auc_score(truth, scores)
+                aucs[i] += exact_auc(scores, truth)  # roc_auc_score's value, exactly
         return float(self.params.a_grid[int(np.argmax(aucs))])
 
     def score(self, view: AttackerView) -> np.ndarray:

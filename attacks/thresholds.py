@@ -23,10 +23,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from attacks.base import Attack, AttackerView, register_attack
 from attacks.transforms import FLOOR, true_class_probability
+from benchmark.roc import exact_roc
 
 
 def _log(p: np.ndarray) -> np.ndarray:
@@ -57,7 +57,8 @@ def best_threshold(values: np.ndarray, is_member: np.ndarray) -> float:
     """
     if is_member.all() or not is_member.any():
         return float(np.median(values))
-    fpr, tpr, cuts = roc_curve(is_member, values, drop_intermediate=False)
+    roc = exact_roc(values, is_member)  # scikit-learn's roc_curve(drop_intermediate=False)
+    fpr, tpr, cuts = roc.fpr, roc.tpr, roc.thresholds
     best = int(np.argmax(tpr - fpr))
     if best == 0:  # no cut beats "nobody is a member"
         return float(cuts[1])

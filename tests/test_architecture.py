@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "benchmark.progress",
             "benchmark.locking",
             "benchmark.interrupts",
+            "benchmark.roc",
         ),
     ),
     ("config", ("benchmark.config",)),

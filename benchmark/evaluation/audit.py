@@ -70,6 +70,7 @@ DP-SGD, far from tight, practically never are.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,17 @@ def clopper_pearson(
     return low, high
 
 
+@functools.lru_cache(maxsize=64)
+def clopper_pearson_table(trials: int, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`clopper_pearson` of every count ``0..trials``, computed once per ``trials``: every
+    target of every attack has (about) ``N/2`` members and non-members, and the beta quantiles
+    are most of the audit's time. Read-only."""
+    low, high = clopper_pearson(np.arange(trials + 1), trials, confidence)
+    low.setflags(write=False)
+    high.setflags(write=False)
+    return low, high
+
+
 def epsilon_bound(tpr_low: np.ndarray, fpr_high: np.ndarray, delta: float) -> np.ndarray:
     """``max(log((TPR_low - delta)/FPR_high), log((TNR_low - delta)/FNR_high))``, clipped at 0."""
     tpr_low, fpr_high = np.asarray(tpr_low, np.float64), np.asarray(fpr_high, np.float64)
@@ -150,8 +162,8 @@ class ThresholdTests:
         self.non_members = np.sort(scores[~is_member])
         self.delta = delta
         n_in, n_out = len(self.members), len(self.non_members)
-        self._tpr_low = clopper_pearson(np.arange(n_in + 1), n_in, confidence)[0]
-        self._fpr_high = clopper_pearson(np.arange(n_out + 1), n_out, confidence)[1]
+        self._tpr_low = clopper_pearson_table(n_in, confidence)[0]
+        self._fpr_high = clopper_pearson_table(n_out, confidence)[1]
 
     def counts(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """True and false positives of ``score >= t`` for every threshold ``t``."""

@@ -119,27 +119,49 @@ def weighted_roc_metrics(
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
     s, m = scores[order], np.asarray(is_member, dtype=bool)[order]
-    w = np.asarray(weights)[:, order]
+    weights = np.asarray(weights)
     ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])  # last index of each tie group
-    # Integer counts make the cumulative sums exact; FP = all drawn points above - TP.
-    w = w.astype(np.int32) if np.all(w == np.round(w)) else w
-    tp = np.cumsum(np.where(m, w, 0), axis=1)[:, ends]
-    fp = np.cumsum(w, axis=1)[:, ends] - tp
+    # Integer counts (the bootstrap's) make the running sums exact: members' and non-members'
+    # weights are summed apart. Other weights: FP = all drawn points above - TP.
+    if weights.dtype.kind not in "iu" and np.all(weights == np.round(weights)):
+        weights = weights.astype(np.int32)
+    if weights.dtype.kind in "iu":
+        tp, fp = _integer_counts(weights, order, m, ends)
+    else:
+        w = weights[:, order]
+        tp = np.cumsum(np.where(m, w, 0), axis=1)[:, ends]
+        fp = np.cumsum(w, axis=1)[:, ends] - tp
+        zero = np.zeros((len(w), 1))
+        tp, fp = np.hstack([zero, tp]), np.hstack([zero, fp])
     with np.errstate(invalid="ignore", divide="ignore"):
         tpr = tp / tp[:, -1:]
         fpr = fp / fp[:, -1:]
-    zero = np.zeros((len(w), 1))
-    tpr, fpr = np.hstack([zero, tpr]), np.hstack([zero, fpr])
     auc = np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]), axis=1) / 2.0
     advantage = np.max(tpr - fpr, axis=1)
     values = {AUC: auc, ADVANTAGE: advantage, BALANCED_ACCURACY: (1.0 + advantage) / 2.0}
-    rows = np.arange(len(w))
+    rows = np.arange(len(weights))
     for level in levels:
         # Rates rise along the curve: the largest TPR with FPR <= level is at the last such point.
         last = np.sum(fpr <= level, axis=1) - 1
         values[tpr_at(level)] = tpr[rows, np.maximum(last, 0)]
     valid = (tp[:, -1] > 0) & (fp[:, -1] > 0)
     return {key: np.where(valid, v, np.nan) for key, v in values.items()}
+
+
+def _integer_counts(
+    weights: np.ndarray, order: np.ndarray, members: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """TP and FP ``[B, G + 1]`` at the curve's start and at each tie group's end, from integer
+    ``weights``: the running weight of the members, and of the non-members, in score order (two
+    cumulative sums over half the points each), read where each group ends."""
+    members_above = np.r_[0, np.cumsum(members)[ends]]
+    others_above = np.r_[0, ends + 1] - members_above
+    counts = []
+    for group, above in ((order[members], members_above), (order[~members], others_above)):
+        running = np.zeros((len(weights), len(group) + 1), dtype=np.int64)
+        np.cumsum(weights[:, group], axis=1, out=running[:, 1:])
+        counts.append(running[:, above])
+    return counts[0], counts[1]
 
 
 def replicate_means(per_target: np.ndarray, target_weights: np.ndarray) -> np.ndarray:

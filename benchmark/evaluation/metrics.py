@@ -15,7 +15,9 @@ therefore report TPR 0 at a low FPR when its most extreme value is shared by mor
 of the non-members: it is what a deterministic attacker achieves, a lower bound on what a
 randomised one could (which would add ``(level - FPR_lo) / (FPR_hi - FPR_lo)`` of the next step,
 exactly the chance-level interpolation that Carlini et al. 2022 warn inflates low-FPR TPRs).
-AUC counts ties as half (the trapezoid over the tie groups, as scikit-learn).
+AUC counts ties as half (the trapezoid over the tie groups, as scikit-learn). The curve and the
+AUC are :func:`benchmark.roc.exact_roc`'s: scikit-learn's values, bit for bit, without its
+per-call input validation.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from benchmark.evaluation.keys import ADVANTAGE, AUC, BALANCED_ACCURACY, FPR_LEVELS, tpr_at
+from benchmark.roc import exact_roc
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,12 @@ def evaluate(
         raise ValueError("attack scores must be finite")
     if is_member.all() or not is_member.any():
         raise ValueError("evaluation needs both members and non-members")
-    fpr, tpr, _ = roc_curve(is_member, scores, drop_intermediate=False)
+    roc = exact_roc(scores, is_member)  # scikit-learn's roc_curve and roc_auc_score, exactly
+    fpr, tpr = roc.fpr, roc.tpr
     return RocEvaluation(
         fpr=fpr,
         tpr=tpr,
-        auc=float(roc_auc_score(is_member, scores)),
+        auc=roc.auc,
         advantage=float(np.max(tpr - fpr)),
         tpr_at_fpr={level: tpr_at_fpr(fpr, tpr, level) for level in levels},
     )
@@ -129,5 +132,12 @@ def mean_roc(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Average TPR over targets on a log-spaced FPR grid (a step function, as in the table)."""
     grid = np.logspace(-5, 0, 300) if grid is None else grid
-    tprs = [[tpr_at_fpr(c.fpr, c.tpr, g) for g in grid] for c in curves]
-    return grid, np.mean(tprs, axis=0)
+    return grid, np.mean([tprs_at_fprs(c.fpr, c.tpr, grid) for c in curves], axis=0)
+
+
+def tprs_at_fprs(fpr: np.ndarray, tpr: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """:func:`tpr_at_fpr` at every level at once: a ROC curve's FPR never decreases, so the
+    points with FPR at most a level are a prefix of the curve, whose largest TPR is the running
+    maximum at the prefix's last point."""
+    last = np.searchsorted(fpr, levels, side="right") - 1
+    return np.maximum.accumulate(tpr)[last]

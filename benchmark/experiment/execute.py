@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attacks.base import Attack, attacker_view, memoise_query
+from attacks.base import Attack, AttackerView, PoolCopies, attacker_view, memoise_query
 from benchmark.evaluation.audit import EpsilonAudit, audit_delta, audit_targets
 from benchmark.evaluation.canary_scores import blackbox_audit, whitebox_audit
 from benchmark.evaluation.dp_audit import AuditBound
@@ -62,26 +62,28 @@ def _audit(scores: np.ndarray, signals: Signals, delta: float) -> dict[str, list
     }
 
 
-def run_attack(
-    attack: Attack,
+def attacker_views(
     signals: Signals,
     plan: Plan,
-    models: Models,
-    release: Release,
+    models: Models | None,
+    release: Release | None,
     shadow_models: Models | None = None,
     shadow_signals: Signals | None = None,
-) -> AttackResult:
-    """Score every target with ``attack`` (leave-one-out shadows) and evaluate the scores.
+    pool_copies: PoolCopies | None = None,
+) -> list[AttackerView]:
+    """Every target's view (leave-one-out shadows), built once and shared by every attack.
 
-    ``shadow_models``/``shadow_signals``: the attacker's own shadow models, when it does not
-    know the defense; by default the other targets are the shadows.
+    One query cache per run: every model answers a perturbed copy once, whichever target it
+    shadows and whichever attack asks (the attacks share ``pool_copies``, so two attacks with
+    the same perturbations, ``label_only`` and ``label_only_calibrated``, ask the same array).
+    A view also computes its balanced shadow groups once for all attacks.
     """
-    # One cache per attack: every model answers a perturbed copy once, whichever target it shadows.
     query = memoise_query(lambda j, x: release.query(models, j, x))
     shadow_query = query
     if shadow_models is not None and shadow_models is not models:
         shadow_query = memoise_query(lambda j, x: release.query(shadow_models, j, x))
-    views = [
+    pool_copies = PoolCopies() if pool_copies is None else pool_copies
+    return [
         attacker_view(
             signals,
             int(k),
@@ -90,9 +92,30 @@ def run_attack(
             query=query,
             shadow_query=shadow_query,
             pool_kind=plan.pool.kind,
+            pool_copies=pool_copies,
         )
         for k in signals.targets
     ]
+
+
+def run_attack(
+    attack: Attack,
+    signals: Signals,
+    plan: Plan,
+    models: Models | None,
+    release: Release | None,
+    shadow_models: Models | None = None,
+    shadow_signals: Signals | None = None,
+    views: list[AttackerView] | None = None,
+) -> AttackResult:
+    """Score every target with ``attack`` (leave-one-out shadows) and evaluate the scores.
+
+    ``shadow_models``/``shadow_signals``: the attacker's own shadow models, when it does not
+    know the defense; by default the other targets are the shadows. ``views``: the run's
+    :func:`attacker_views` of these, shared by its attacks (built here when None).
+    """
+    if views is None:
+        views = attacker_views(signals, plan, models, release, shadow_models, shadow_signals)
     reason = attack.not_applicable(views[0])
     if reason is not None:
         return AttackResult(attack.name, None, not_applicable=reason)
@@ -169,6 +192,7 @@ def attack_extra_target(
     signals: Signals,
     shadow_models: Models,
     shadow_signals: Signals | None,
+    pool_copies: PoolCopies | None = None,
 ) -> ExperimentResult | None:
     """The checkpoint of ``protocol.target``, attacked with all ``K`` models as its shadows."""
     if plan.extra_target is None:
@@ -177,9 +201,12 @@ def attack_extra_target(
         plan.extra_target, models, signals, release, plan.pool
     )
     shadows = extended if shadow_models is models else shadow_models
+    views = attacker_views(
+        extended_signals, plan, extended, release, shadows, shadow_signals, pool_copies
+    )
     attacks = progress(plan.attacks, "checkpoint", unit="attack", enabled=plan.show_progress)
     results = [
-        run_attack(attack, extended_signals, plan, extended, release, shadows, shadow_signals)
+        run_attack(attack, extended_signals, plan, extended, release, views=views)
         for attack in attacks
     ]
     utility = _utility(extended, release, plan, extended_signals)
@@ -206,10 +233,15 @@ def execute(plan: Plan) -> ExperimentResult:
         if shadow_models is models
         else compute_signals(shadow_models, release, plan.pool, plan.membership)
     )
+    pool_copies = PoolCopies()
+    views = attacker_views(
+        signals, plan, models, release, shadow_models, shadow_signals, pool_copies
+    )
     results = [
-        run_attack(attack, signals, plan, models, release, shadow_models, shadow_signals)
+        run_attack(attack, signals, plan, models, release, shadow_models, shadow_signals, views)
         for attack in progress(plan.attacks, "attacks", unit="attack", enabled=plan.show_progress)
     ]
+    del views  # the cached answers to perturbed queries: not needed past the attacks
     utility = _utility(models, release, plan, signals)
     result = ExperimentResult(
         plan,
@@ -224,7 +256,7 @@ def execute(plan: Plan) -> ExperimentResult:
         shadow_origin=None if shadows is targets else shadows.origin,
     )
     result.extra_target = attack_extra_target(
-        plan, models, release, signals, shadow_models, shadow_signals
+        plan, models, release, signals, shadow_models, shadow_signals, pool_copies
     )
     with reporting_epochs(None):  # the run's training metrics are replicate 0's alone
         result.other_replicates = [execute(replicate) for replicate in plan.replicates]

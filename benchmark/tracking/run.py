@@ -33,6 +33,10 @@ UID_TAG = "run_uid"
 #: Set last, just before the end status: a replay skips a run that has it.
 COMPLETE_TAG = "record_complete"
 _BATCH = 100  # MLflow accepts at most 100 params per log_batch call
+#: Seconds the per-epoch training metrics may wait to share one MLflow write: a reused
+#: ensemble's replayed curve (every epoch at once) and fast epochs cost one write, not one each
+#: (each write is several SQLite commits), while a slow epoch is still written as it ends.
+FLUSH_S = 1.0
 
 #: One metric as the record keeps it: key, value, timestamp (ms), step.
 Entry = tuple[str, float, int, int]
@@ -106,6 +110,9 @@ class TrackedRun:
         #: Each model's training curve (model index -> entries), kept for its target run.
         self.model_curves: dict[int, list[Entry]] = {}
         self.artifact_dir: Path | None = None
+        #: Training metrics reported but not yet written (:meth:`progress_sink`).
+        self._pending: list[Entry] = []
+        self._written = time.monotonic()
         created = self._call(
             client.create_run,
             experiment_id,
@@ -131,10 +138,12 @@ class TrackedRun:
     def log(
         self, params=None, metrics=None, tags=None, step: int = 0, history: Sequence[Entry] = ()
     ) -> None:
-        """One log_batch: ``metrics`` stamped now at ``step``, ``history`` as already stamped."""
+        """One log_batch: ``metrics`` stamped now at ``step``, ``history`` as already stamped,
+        after the training metrics still pending."""
         stamp = now_ms()
         entries = [(k, float(v), stamp, step) for k, v in (metrics or {}).items()]
-        entries = [e for e in [*history, *entries] if np.isfinite(e[1])]
+        entries = [e for e in [*self._pending, *history, *entries] if np.isfinite(e[1])]
+        self._pending, self._written = [], time.monotonic()
         self.record.params.update(params or {})
         self.record.tags.update({k: str(v) for k, v in (tags or {}).items()})
         self.record.metrics += entries
@@ -142,13 +151,16 @@ class TrackedRun:
         self._call(log_batch, self.client, self.run_id, params, batch, tags)
 
     def progress_sink(self) -> EpochSink:
-        """The engines' per-epoch sink: the means over the models go to this run at once (one
-        log_batch an epoch); each model's values wait in :attr:`model_curves`, stamped with the
-        epoch's time, for its target run, which opens when the attacks are done."""
+        """The engines' per-epoch sink: the means over the models go to this run, stamped with
+        the epoch's time, in one log_batch per :data:`FLUSH_S` seconds at most (the rest with the
+        run's next write); each model's values wait in :attr:`model_curves` for its target run,
+        which opens when the attacks are done."""
 
         def sink(step: int, means: dict[str, float], per_model: dict[str, list[float]]) -> None:
             stamp = now_ms()  # one time for the epoch, in this run and in the target runs
-            self.log(history=[(key, value, stamp, step) for key, value in means.items()])
+            self._pending += [(key, value, stamp, step) for key, value in means.items()]
+            if time.monotonic() - self._written >= FLUSH_S:
+                self.log()
             for key, values in per_model.items():
                 for k, value in enumerate(values):
                     self.model_curves.setdefault(k, []).append((key, float(value), stamp, step))
@@ -186,6 +198,8 @@ class TrackedRun:
 
     def spool(self, root: Path, experiment: str) -> Path:
         """Write the complete record (and the artifacts) to ``root/<uid>/``."""
+        self.record.metrics += [e for e in self._pending if np.isfinite(e[1])]
+        self._pending = []
         folder = root / self.record.uid
         folder.mkdir(parents=True, exist_ok=True)
         data = {"experiment": experiment, "run": asdict(self.record)}

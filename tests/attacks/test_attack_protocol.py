@@ -7,7 +7,7 @@ import pytest
 
 from attacks import ATTACKS, attacker_view, build_suite
 from benchmark.evaluation.metrics import evaluate
-from benchmark.experiment.execute import run_attack
+from benchmark.experiment.execute import attacker_views, run_attack
 
 
 def all_attacks():
@@ -80,3 +80,28 @@ def test_lira_finds_far_more_than_loss_at_low_fpr_on_an_overfit_model(overfit_tr
     }
     assert tpr["lira_online"] > 0.10, tpr  # ten times the 1% a blind guess gets
     assert tpr["lira_online"] > 2 * tpr["loss"], tpr
+
+
+def test_the_label_only_attacks_of_a_run_ask_every_model_once(fast_trained):
+    """One query cache and one set of perturbed copies per run: ``label_only`` and
+    ``label_only_calibrated`` (same perturbations) ask each model once between them, and score
+    exactly as each does alone."""
+    trained = fast_trained
+    asked = []
+
+    class CountingRelease:
+        def query(self, models, k, x):
+            asked.append((k, id(x)))
+            return trained.release.query(models, k, x)
+
+    suite = {"label_only": {}, "label_only_calibrated": {}}
+    views = attacker_views(trained.signals, trained.plan, trained.models, CountingRelease())
+    shared = [
+        run_attack(attack, trained.signals, trained.plan, None, None, views=views).scores
+        for attack in build_suite(suite)
+    ]
+    assert sorted(k for k, _ in asked) == list(range(trained.models.n_models))
+    assert len({array for _, array in asked}) == 1  # both attacks asked the same copies
+    for attack, scores in zip(build_suite(suite), shared, strict=True):
+        alone = run_attack(attack, trained.signals, trained.plan, trained.models, trained.release)
+        np.testing.assert_array_equal(scores, alone.scores)

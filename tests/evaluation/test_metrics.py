@@ -7,7 +7,13 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from benchmark.evaluation.metrics import evaluate, mean_interval, metric_bounds, tpr_at_fpr
+from benchmark.evaluation.metrics import (
+    evaluate,
+    mean_interval,
+    mean_roc,
+    metric_bounds,
+    tpr_at_fpr,
+)
 
 labelled_scores = st.integers(4, 60).flatmap(
     lambda n: st.tuples(
@@ -90,3 +96,12 @@ def test_mean_interval_is_student_t_and_clipped_to_bounds():
     assert clipped.low == 0.0
     assert np.isnan(mean_interval([0.5]).low)
     assert metric_bounds("utility/gap") == (-1.0, 1.0)
+
+
+def test_the_mean_roc_reads_each_curve_as_tpr_at_fpr_does():
+    rng = np.random.default_rng(0)
+    members = rng.random(500) < 0.5
+    curves = [evaluate(rng.integers(0, 6, 500) + members * rng.random(), members) for _ in range(3)]
+    grid, mean = mean_roc(curves)
+    expected = [np.mean([tpr_at_fpr(c.fpr, c.tpr, g) for c in curves]) for g in grid]
+    np.testing.assert_array_equal(mean, expected)
