@@ -21,12 +21,14 @@ from hydra import initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from hydra.errors import ConfigCompositionException, HydraException
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from hydra.plugins.config_source import ConfigLoadError, ConfigSource
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from benchmark.errors import ConfigError
@@ -37,10 +39,13 @@ __all__ = [
     "Line",
     "RunMode",
     "apply_overrides",
+    "add_options",
     "compose",
     "condense",
     "config_dir",
     "expand_sweep",
+    "group_choice",
+    "option_config",
     "parse_args",
     "parse_overrides",
     "read_lines",
@@ -149,6 +154,69 @@ def apply_overrides(cfg: DictConfig, lines: Sequence[str]) -> DictConfig:
         ConfigLoaderImpl._apply_overrides_to_config(parse_overrides(lines), job)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ComposeError(condense(exc), unknown_key(exc)) from None
+    return job
+
+
+def group_choice(line: str) -> tuple[str, list[str]] | None:
+    """``(group, options)`` of a plain choice of config group options (``defense=topk``,
+    ``defense=[a,b]``); None for anything else (an append, a deletion, a package, a sweep)."""
+    (override,) = parse_overrides([line])
+    value = override.value()
+    if (
+        override.is_add()
+        or override.is_force_add()
+        or override.is_delete()
+        or override.package is not None
+        or override.is_sweep_override()
+        or override.is_hydra_override()
+    ):
+        return None
+    options = value if isinstance(value, list) else [value]
+    if not options or not all(isinstance(option, str) for option in options):
+        return None
+    return override.key_or_group, options
+
+
+def _loader() -> ConfigLoader:
+    return GlobalHydra.instance().config_loader()
+
+
+def option_config(group: str, option: str) -> DictConfig | None:
+    """What selecting ``option`` of config ``group`` merges into a config, ``{group: content}``,
+    as Hydra's ``_load_single_config`` embeds it, when the file is that simple: it exists, has no
+    defaults list, its package (its ``# @package`` header, else its folder) is ``group``, and no
+    ConfigStore schema has its name. None otherwise (then compose the config whole).
+    """
+    path = f"{group}/{option}"
+    repository = _loader().repository  # type: ignore[attr-defined]
+    try:
+        result = repository.load_config(path)
+    except (HydraException, ConfigLoadError, OmegaConfBaseException):
+        return None
+    if result is None or result.is_schema_source or result.defaults_list:
+        return None
+    try:
+        schema = repository.get_schema_source().load_config(ConfigSource._normalize_file_name(path))
+    except (ConfigLoadError, MissingConfigException):
+        schema = None
+    if schema is not None:
+        return None
+    package = (result.header or {}).get("package") or path.rsplit("/", 1)[0].replace("/", ".")
+    if package == "_group_":
+        package = path.rsplit("/", 1)[0].replace("/", ".")
+    if package != group.replace("/", "."):
+        return None
+    embedded = ConfigLoaderImpl._embed_result_config(result, package).config
+    return embedded if isinstance(embedded, DictConfig) else None
+
+
+def add_options(cfg: DictConfig, options: Sequence[DictConfig]) -> DictConfig:
+    """A copy of composed ``cfg`` with the options' configs (:func:`option_config`) merged in,
+    in order, as Hydra merges each file of a defaults list (before it sets struct mode)."""
+    job = copy.deepcopy(cfg)
+    with open_dict(job):
+        for option in options:
+            job.merge_with(option)
     return job
 
 

@@ -14,10 +14,12 @@ both, in the launching process, and raises :class:`~benchmark.errors.ConfigError
   for a sweep, every job, so that a sweep with one bad job is refused whole before anything runs
   or is written.
 
-A sweep's jobs are composed once per distinct set of config files (forked workers compose the
-sets in parallel when there are many) and prepared with each dataset loaded once. Hydra's
-internals (its argument and override parsers, the sweep expansion, the override application) are
-reached only through :mod:`benchmark.cli.hydra_internals`.
+A sweep's jobs are composed once per distinct set of config files; sets that differ only in the
+options of one group (the standard sweep's defenses) share one composition of the other files,
+to which each set's option files are added; other sets are composed by forked workers in
+parallel when there are many. The jobs are prepared with each dataset loaded once. Hydra's
+internals (its argument and override parsers, the sweep expansion, the override application, a
+config file's content and package) are reached only through :mod:`benchmark.cli.hydra_internals`.
 """
 
 from __future__ import annotations
@@ -166,21 +168,34 @@ class JobComposer:
     Hydra composes a job in two steps: the config files its group choices select, then its value
     overrides on top. A sweep's jobs share most choices (the standard sweep: 76 jobs, 38 sets of
     files), so the first step is done once per set and the second on a copy, with Hydra's own
-    code (:func:`~benchmark.cli.hydra_internals.apply_overrides`).
+    code (:func:`~benchmark.cli.hydra_internals.apply_overrides`). Sets that differ only in the
+    options of one group (the standard sweep's 38 defenses) are not composed one by one either:
+    the other files are composed once without that group, and each set's option files are merged
+    in (:meth:`add_options`), where Hydra would give the same config.
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.files: dict[tuple[str, ...], DictConfig | hi.ComposeError] = {}
+        self.lines: dict[tuple[str, ...], list[hi.Line]] = {}
+
+    def read(self, overrides: list[str]) -> list[hi.Line]:
+        """``hi.read_lines(overrides)``, parsed once per distinct job."""
+        key = tuple(overrides)
+        if key not in self.lines:
+            self.lines[key] = hi.read_lines(overrides)
+        return self.lines[key]
 
     def prefetch(self, jobs: list[list[str]]) -> None:
         """Compose the distinct sets of files of ``jobs``, in parallel where it pays.
 
         Composing is Hydra's own work and most of a sweep's preflight (the standard sweep: 38
-        sets, ~0.15 s each); the sets are independent, so forked workers compose them on every
-        core, each with Hydra initialised as here, and send the configs back pickled.
+        sets, ~0.1-0.2 s each); the sets are independent, so forked workers compose them on every
+        core, each with Hydra initialised as here, and send the configs back pickled. First,
+        the sets that differ only in one group's options are composed by :meth:`add_options`.
         """
-        wanted = {_choices(hi.read_lines(job)) for job in jobs} - set(self.files)
+        wanted = {_choices(self.read(job)) for job in jobs} - set(self.files)
+        wanted -= self.add_options(wanted)
         workers = min(len(wanted), _cores())
         if len(wanted) < PARALLEL_FROM or workers < 2 or "fork" not in mp.get_all_start_methods():
             return  # job() composes them one by one
@@ -192,8 +207,54 @@ class JobComposer:
                 result if isinstance(result, DictConfig) else hi.ComposeError(*result)
             )
 
+    def add_options(self, wanted: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
+        """Compose the sets of ``wanted`` that differ only in the options of one group ``G``:
+        the rest composed once with ``~G`` (``G`` deleted from the defaults list), then each
+        set's options of ``G`` merged in; the sets composed this way.
+
+        Hydra gives the same config when, as checked here, the rest leaves ``G``'s node empty (no
+        other file writes there, so the order of the merges does not matter) and each option is
+        a plain file of ``G``'s package (:func:`~benchmark.cli.hydra_internals.option_config`:
+        no defaults list, which could select other files). Any other set, and any error, is left
+        to a whole composition, which also words the refusal.
+        """
+        choice_lines = {c: [line for line in self.read(list(c)) if line.choice] for c in wanted}
+        keys = {line.key for lines in choice_lines.values() for line in lines}
+        varying = [
+            key
+            for key in keys
+            if len({tuple(ln.text for ln in ls if ln.key == key) for ls in choice_lines.values()})
+            > 1
+        ]
+        if len(wanted) < 2 or len(varying) != 1:
+            return set()
+        (group,) = varying
+        by_rest: dict[tuple[str, ...], dict[tuple[str, ...], list[str]]] = {}
+        for choices, lines in choice_lines.items():
+            own = [line for line in lines if line.key == group]
+            chosen = hi.group_choice(own[0].text) if len(own) == 1 else None
+            if chosen is None or chosen[0] != group:
+                continue
+            rest = tuple(line.text for line in lines if line.key != group)
+            by_rest.setdefault(rest, {})[choices] = chosen[1]
+        done: set[tuple[str, ...]] = set()
+        for rest, sets in by_rest.items():
+            try:
+                base = hi.compose(self.name, [*rest, f"~{group}"])
+            except hi.ComposeError:
+                continue
+            node = OmegaConf.select(base, group.replace("/", "."))
+            if not isinstance(node, DictConfig) or len(node) > 0:
+                continue
+            for choices, options in sets.items():
+                configs = [hi.option_config(group, option) for option in options]
+                if all(config is not None for config in configs):
+                    self.files[choices] = hi.add_options(base, configs)  # type: ignore[arg-type]
+                    done.add(choices)
+        return done
+
     def job(self, overrides: list[str], label: str = "") -> DictConfig:
-        lines = hi.read_lines(overrides)
+        lines = self.read(overrides)
         choices = _choices(lines)
         values = [line for line in lines if not line.choice]
         if choices not in self.files:

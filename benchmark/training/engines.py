@@ -15,6 +15,7 @@ from benchmark.errors import ConfigError
 from benchmark.models.base import build_model
 from benchmark.protocol.membership import Membership
 from benchmark.registry import Registry
+from benchmark.training.allocator import retain_freed_memory
 from benchmark.training.custom_loop import check_custom, train_custom
 from benchmark.training.ensemble import train_ensemble
 from benchmark.training.hooks import Setup
@@ -81,6 +82,11 @@ ENGINES.add("custom", train_custom)
 
 
 def train(recipe: Recipe, pool: Pool, membership: Membership, progress: bool = True) -> Models:
-    """Train all ``K`` models of ``membership`` with ``recipe`` on the engine it names."""
+    """Train all ``K`` models of ``membership`` with ``recipe`` on the engine it names.
+
+    The first call sets the process's allocator to keep freed memory
+    (:func:`benchmark.training.allocator.retain_freed_memory`).
+    """
     check_recipe(recipe, pool)
+    retain_freed_memory()
     return ENGINES.lookup(recipe.engine)(recipe, pool, membership, progress)

@@ -26,13 +26,18 @@ def init_model(recipe: Recipe, pool: Pool, seed: int) -> nn.Module:
     return build_model(recipe.model, pool.input_shape, pool.num_classes, **recipe.model_options)
 
 
+def epoch_orders(members: np.ndarray, epochs: int, seed: int) -> Iterator[np.ndarray]:
+    """Each epoch's shuffle of ``members`` (pool indices): a fresh permutation per epoch."""
+    rng = np.random.default_rng([int(seed), 0xBA7C4])
+    for _ in range(epochs):
+        yield rng.permutation(members)
+
+
 def epoch_batches(
     members: np.ndarray, epochs: int, batch_size: int, seed: int
 ) -> Iterator[list[np.ndarray]]:
-    """The mini-batches (pool indices) of each epoch: a fresh shuffle of ``members`` per epoch."""
-    rng = np.random.default_rng([int(seed), 0xBA7C4])
-    for _ in range(epochs):
-        shuffled = rng.permutation(members)
+    """The mini-batches (pool indices) of each epoch: consecutive slices of its shuffle."""
+    for shuffled in epoch_orders(members, epochs, seed):
         yield [shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size)]
 
 

@@ -96,3 +96,14 @@ def test_a_value_of_the_wrong_type_is_refused_when_applied(hydra: None) -> None:
     with pytest.raises(hi.ComposeError, match="could not be converted to Integer"):
         hi.apply_overrides(files, ["protocol.n_models=abc"])
     assert files.protocol.n_models == 16  # the composed files are not changed
+
+
+def test_an_option_file_is_merged_alone_only_when_it_is_plain_content(hydra: None) -> None:
+    assert OmegaConf.to_container(hi.option_config("defense", "strength/dpsgd_low")) == {
+        "defense": {"dpsgd": {"target_epsilon": 32}}
+    }
+    assert hi.option_config("defense", "nonexistent") is None
+    assert hi.option_config("defense", "strength") is None  # a folder
+    assert hi.option_config("hydra/launcher", "slurm") is None  # a defaults list
+    assert hi.group_choice("defense=[none,topk]") == ("defense", ["none", "topk"])
+    assert hi.group_choice("+defense=topk") is None and hi.group_choice("~defense") is None

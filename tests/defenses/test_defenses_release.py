@@ -15,11 +15,13 @@ from benchmark.errors import ConfigError
 from benchmark.experiment.execute import execute
 from benchmark.experiment.plan import prepare
 from benchmark.release.api import Release
+from defenses import memguard
 from defenses.base import build_defenses
 from defenses.memguard import (
     DISTANCE_WEIGHT,
     KAPPA,
     LABEL_WEIGHT,
+    class_sums,
     memguard_loss,
     normalised_confidence,
 )
@@ -127,3 +129,62 @@ def test_training_and_release_defenses_compose(make_config):
     members = result.signals.membership[k]
     train_acc = np.mean(outputs[k, members].argmax(1) == result.signals.labels[members])
     assert result.utility["train_acc"][0] == pytest.approx(train_acc)
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3, 7, 8, 9, 10, 17, 100, 129, 300])
+def test_class_sums_are_numpys_row_sums_bit_for_bit(classes):
+    rng = np.random.default_rng(classes)
+    rows = rng.normal(size=(500, classes)) * rng.lognormal(0, 3, size=(500, classes))
+    rows[0] = -0.0  # numpy's sum of negative zeros is +0.0
+    assert np.array_equal(class_sums(np.ascontiguousarray(rows.T)), rows.sum(axis=1))
+    assert np.signbit(rows.sum(axis=1)[0]) == np.signbit(class_sums(rows[:1].T.copy())[0])
+
+
+def reference_search_noise(probabilities: np.ndarray, boundary: float, steps: int) -> np.ndarray:
+    """Phase I as first written (row-major, scipy's softmax, the whole array at once): the
+    reference the vectorised search must equal bit for bit."""
+    from scipy.special import softmax
+
+    rows, label = np.arange(len(probabilities)), probabilities.argmax(axis=1)
+    z = np.log(np.maximum(probabilities, 1e-300))
+    e, first, second = np.zeros_like(z), np.zeros_like(z), np.zeros_like(z)
+    for t in range(1, steps + 1):
+        logits = z + e
+        q = softmax(logits, axis=1)
+        log_q = np.log(np.maximum(q, 1e-300))
+        score = KAPPA * (normalised_confidence(q) - boundary)
+        others = logits.copy()
+        others[rows, label] = -np.inf
+        runner_up = others.argmax(axis=1)
+        hinge = np.maximum(logits[rows, runner_up] - logits[rows, label], 0.0)
+        slope = np.sign(score) * KAPPA / math.log(q.shape[1])
+        grad_q = slope[:, None] * (log_q + 1.0) + DISTANCE_WEIGHT * np.sign(q - probabilities)
+        grad = q * (grad_q - (q * grad_q).sum(axis=1, keepdims=True))
+        active = hinge > 0
+        grad[rows[active], runner_up[active]] += LABEL_WEIGHT
+        grad[rows[active], label[active]] -= LABEL_WEIGHT
+        first = 0.9 * first + (1 - 0.9) * grad
+        second = 0.999 * second + (1 - 0.999) * grad**2
+        step = (first / (1 - 0.9**t)) / (np.sqrt(second / (1 - 0.999**t)) + 1e-8)
+        e -= 0.1 * step
+    return softmax(z + e, axis=1) - probabilities
+
+
+@pytest.mark.parametrize("classes", [2, 3, 10, 100])
+def test_memguard_search_equals_the_row_major_reference_bit_for_bit(classes, monkeypatch):
+    rng = np.random.default_rng(classes)
+    probabilities = (
+        np.concatenate(
+            [
+                rng.dirichlet(np.full(classes, 0.05), 40),
+                rng.dirichlet(np.full(classes, 5.0), 40),
+                np.eye(classes)[rng.integers(0, classes, 5)],  # one-hot rows
+            ]
+        )
+        .astype(np.float32)
+        .astype(np.float64)
+    )
+    monkeypatch.setattr(memguard, "BLOCK", 16)  # several blocks and a ragged last one
+    for boundary, steps in ((0.5, 30), (0.0, 7), (0.9, 12)):
+        expected = reference_search_noise(probabilities, boundary, steps)
+        assert np.array_equal(memguard.search_noise(probabilities, boundary, steps), expected)

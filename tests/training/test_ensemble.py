@@ -14,9 +14,9 @@ from benchmark.cli.job import run
 from benchmark.errors import ConfigError
 from benchmark.experiment.plan import prepare
 from benchmark.models.base import MODELS, build_model
-from benchmark.protocol.membership import Membership
+from benchmark.protocol.membership import Membership, make_membership
 from benchmark.training.engines import train
-from benchmark.training.ensemble import unsupported
+from benchmark.training.ensemble import stacked_orders, unsupported
 from benchmark.training.hooks import TrainingHook
 from benchmark.training.stacking import (
     NotStackable,
@@ -25,7 +25,7 @@ from benchmark.training.stacking import (
     check_stacked,
     stack,
 )
-from benchmark.training.steps import init_model
+from benchmark.training.steps import batch_order, init_model
 from benchmark.training.trained import Models, TrainingDiverged
 from tests.conftest import FAST, compose_config
 
@@ -204,3 +204,13 @@ def test_the_ensemble_honours_training_device(make_config):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no GPU"):
             train(plan.recipe.replace(device="cuda"), plan.pool, plan.membership, False)
+
+
+def test_the_stacked_orders_are_each_models_batch_order():
+    membership = make_membership(50, 4, seed=3)
+    stacked = list(stacked_orders(membership, 3, 8, torch.device("cpu")))
+    for k, seed in enumerate(membership.seeds):
+        expected = list(batch_order(membership.members(k), 3, 8, int(seed)))
+        assert len(stacked) == len(expected)
+        for index, batch in zip(stacked, expected, strict=True):
+            assert index[k].tolist() == batch.tolist()
