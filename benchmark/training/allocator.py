@@ -6,8 +6,8 @@ its *mmap threshold* its own ``mmap`` and returns it to the kernel on ``free``, 
 of its heap whenever more than its *trim threshold* is free there. Its thresholds adapt to the
 largest block freed so far (4 MiB here, so a trim threshold of 8 MiB), which is below what one
 step frees: the next step faults the same pages back in, zeroed by the kernel. Measured on the
-default MLP at ``K=64``, about 150-300 thousand page faults per training and a fifth of its CPU
-time (``python -m benchmark.bench.speed``; README, "Performance").
+default MLP at ``K=64``: up to 390 thousand page faults per training (median 125 thousand), and
+1.16x [1.01-1.39] its CPU time (6 process pairs; README, "Performance").
 
 :func:`retain_freed_memory` fixes both thresholds (``mallopt``) so that blocks up to
 ``MMAP_THRESHOLD`` come from the heap and up to ``TRIM_THRESHOLD`` of free heap stays mapped for
