@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from benchmark.cli.sweep import close_dead_parents
 from benchmark.tracking.store import open_store
-from tests.conftest import REPO, quick
+from tests.conftest import REPO, quick, seed_store
 
 
 def _runs(uri: str) -> list:
@@ -31,9 +31,9 @@ def _runs(uri: str) -> list:
 
 
 def test_ctrl_c_on_a_sweep_kills_the_runs_prints_the_summary_and_exits_130(
-    tmp_path: Path,
+    tmp_path: Path, empty_mlflow_db: Path
 ) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = f"sqlite:///{seed_store(tmp_path, empty_mlflow_db)}"
     # job #0 trains 3 epochs; job #1 trains long enough to be interrupted for sure
     argv = ["-m", *quick("training.epochs=3,3000"), f"tracking.uri={uri}"]
     argv += [f"tracking.artifact_location={tmp_path}/art", f"hydra.sweep.dir={tmp_path}/sweep"]
@@ -70,11 +70,11 @@ def test_ctrl_c_on_a_sweep_kills_the_runs_prints_the_summary_and_exits_130(
 
 
 def test_a_parent_left_running_by_a_dead_launcher_is_marked_killed_when_last_seen(
-    tmp_path: Path,
+    tmp_path: Path, empty_mlflow_db: Path
 ) -> None:
     tracking = OmegaConf.create(
         {
-            "uri": f"sqlite:///{tmp_path}/mlflow.db",
+            "uri": f"sqlite:///{seed_store(tmp_path, empty_mlflow_db)}",
             "artifact_location": str(tmp_path / "art"),
             "experiment": "mia-bench",
         }

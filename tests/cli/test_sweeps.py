@@ -8,13 +8,10 @@ each sweep is a subprocess (``python -m benchmark.cli -m ...``).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +20,16 @@ from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli.job import run
-from tests.conftest import REPO, quick, run_cli
+from tests.conftest import (
+    REPO,
+    free_port,
+    quick,
+    run_cli,
+    seed_store,
+    start_mlflow_server,
+    stop_mlflow_server,
+    wait_for_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -79,12 +85,6 @@ def assert_linked(store: Store, n_targets: int = 4) -> Run:
     return parent
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_process(
     tmp_path_factory: pytest.TempPathFactory, empty_mlflow_db: Path
@@ -95,42 +95,20 @@ def server_process(
     overlaps with theirs; :func:`mlflow_server` waits until it answers.
     """
     folder = tmp_path_factory.mktemp("server")
-    shutil.copy(empty_mlflow_db, folder / "server.db")
+    seed_store(folder, empty_mlflow_db, "server.db")
     uri = f"http://127.0.0.1:{free_port()}"
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
-    command += ["--port", uri.rsplit(":", 1)[1], "--workers", "1"]
-    command += ["--backend-store-uri", f"sqlite:///{folder}/server.db"]
-    command += ["--default-artifact-root", str(folder / "artifacts")]
-    # The server's background job runner (a pool of consumer processes) is not needed here.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with open(folder / "server.log", "w") as log:
-        server = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+    server = start_mlflow_server(folder, int(uri.rsplit(":", 1)[1]))
     try:
         yield server, uri, folder / "server.log"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_mlflow_server(server)
 
 
 @pytest.fixture
 def mlflow_server(server_process: tuple) -> str:
     """The server's URI, once it answers on ``/health``."""
     server, uri, log = server_process
-    deadline = time.monotonic() + 120
-    while True:
-        assert server.poll() is None, log.read_text()
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2).close()
-            return uri
-        except OSError:
-            assert time.monotonic() < deadline, "mlflow server did not start in 120 s"
-            time.sleep(0.3)
+    return wait_for_server(server, uri, log)
 
 
 @pytest.fixture(scope="module")
@@ -192,16 +170,11 @@ def test_same_metrics_alone_in_joblib_and_in_submitit_local(
     joblib_metrics = _metrics(sqlite_sweep["uri"], in_joblib.info.run_id)
     assert len(joblib_metrics) > 20  # utility and both attacks' metrics, with intervals
 
-    (tmp_path / "results").mkdir()
-    shutil.copy(
-        empty_mlflow_db, tmp_path / "results" / "mlflow.db"
-    )  # where make_config(track=True) logs
     alone = run(make_config(quick(), track=True), show_progress=False)  # FAST's lr: 0.001
     alone_uri = f"sqlite:///{tmp_path}/results/mlflow.db"
     assert _metrics(alone_uri, alone.run_id) == joblib_metrics
 
-    (tmp_path / "submitit").mkdir()
-    shutil.copy(empty_mlflow_db, tmp_path / "submitit" / "mlflow.db")
+    seed_store(tmp_path / "submitit", empty_mlflow_db)
     uri = f"sqlite:///{tmp_path}/submitit/mlflow.db"
     args = ["-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={tmp_path}/sweep", *quick()]
     done = run_cli([*args, *tracking(uri, tmp_path / "submitit" / "art")], tmp_path)

@@ -30,7 +30,7 @@ from benchmark.reporting.summary import format_summary, strongest_attack
 from benchmark.tracking.params import config_hash, flatten
 from benchmark.tracking.record import record, record_failure
 from defenses.base import DEFENSES
-from tests.conftest import FAST, compose_config, only_attacks
+from tests.conftest import FAST, compose_config, only_attacks, seed_store
 from tests.evaluation.test_audit_run import OVERFIT
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -51,12 +51,13 @@ REPORTED_ATTACKS = only_attacks("loss", "lira_online", "lira_offline", "rmia")
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
+def store(tmp_path_factory, empty_mlflow_db) -> Store:
     """Three recorded configurations, a failed one, and a sweep parent over two of them.
 
     ``weight_decay`` and ``topk`` are recorded with an accountant epsilon (as DP-SGD runs are):
     50 for topk (above every bound), 0.001 for weight_decay (below: must be flagged)."""
     root = tmp_path_factory.mktemp("store") / "results"
+    seed_store(root, empty_mlflow_db)
     configurations = {
         "none": (["protocol.canaries=10"], None),
         "weight_decay": ([*OVERFIT[len(FAST) :], "defense=weight_decay"], [1e-3] * 4),

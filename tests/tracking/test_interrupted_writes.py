@@ -16,10 +16,13 @@ from mlflow.tracking import MlflowClient
 
 from benchmark.interrupts import Terminated, terminate_as_interrupt
 from benchmark.tracking.run import TrackedRun
+from tests.conftest import seed_store
 
 
-def test_runs_interrupted_at_random_moments_of_their_writes_all_end_killed(tmp_path):
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+def test_runs_interrupted_at_random_moments_of_their_writes_all_end_killed(
+    tmp_path, empty_mlflow_db
+):
+    client = MlflowClient(tracking_uri=f"sqlite:///{seed_store(tmp_path, empty_mlflow_db)}")
     experiment = client.create_experiment("interrupts")
     rng = random.Random(0)
     for i in range(8):

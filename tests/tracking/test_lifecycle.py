@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from benchmark.cli.job import run
 from benchmark.tracking.params import COMPARISON_PARAMS, config_hash, data_digest
 from benchmark.tracking.ui_view import AXES_METRICS, AXES_PARAMS, COMPARE_VIEW, SHARE_TAG
-from tests.conftest import FAST, quick
+from tests.conftest import FAST, compose_config, quick, seed_store
 
 RESERVED = ("mlflow.source.git.commit", "mlflow.source.name", "mlflow.user", "mlflow.runName")
 
@@ -115,12 +115,18 @@ def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
-def test_a_job_killed_in_training_is_killed_in_mlflow_and_a_relaunch_finishes_it(tmp_path):
+def test_a_job_killed_in_training_is_killed_in_mlflow_and_a_relaunch_finishes_it(
+    tmp_path, empty_mlflow_db
+):
+    """The job is killed as a user's is (SIGTERM to ``mia-bench``); the relaunch runs the same
+    configuration (fewer epochs) through the same job code, in this process."""
     store = tmp_path / "results"
+    seed_store(store, empty_mlflow_db)
     args = [
         *quick("training.epochs=400"),
-        f"tracking.uri=sqlite:///{store}/mlflow.db",
-        f"tracking.artifact_location={store}/art",
+        f"tracking.uri=sqlite:///{store}/mlflow.db",  # as compose_config(..., store) sets them
+        f"tracking.artifact_location={store}/mlartifacts",
+        f"training.store={store}/models",
     ]
     job = _cli(args, tmp_path)
     deadline = time.time() + 120
@@ -142,9 +148,8 @@ def test_a_job_killed_in_training_is_killed_in_mlflow_and_a_relaunch_finishes_it
     assert killed.info.status == "KILLED" and "interrupted" in killed.data.tags["killed_reason"]
     trained = client.get_metric_history(killed.info.run_id, "train/loss")
     assert 1 <= len(trained) < 400  # per-epoch metrics up to the kill
-    relaunch = _cli(args[:-3] + args[-2:], tmp_path)  # the same configuration, fewer epochs
-    relaunch.communicate(timeout=300)
-    assert relaunch.returncode == 0
+    relaunch = run(compose_config(quick(), store), show_progress=False)  # fewer epochs
+    assert relaunch.failure is None and relaunch.run_id not in (None, killed.info.run_id)
     _, runs = _configuration_runs(store)
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
 

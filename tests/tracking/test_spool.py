@@ -5,51 +5,37 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 from benchmark.tracking.spool import main as replay_main
-from tests.conftest import quick
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import (
+    REPO,
+    free_port,
+    quick,
+    seed_store,
+    start_mlflow_server,
+    stop_mlflow_server,
+    wait_for_server,
+)
 
 
 def _server(folder: Path, port: int) -> subprocess.Popen:
-    command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{folder}/server.db",
-        "--default-artifact-root", (folder / "server-art").as_uri(), "--workers", "1",
-    ]  # fmt: skip
-    server = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return server
-        except OSError:
-            assert server.poll() is None, "mlflow server exited"
-            time.sleep(0.5)
-    os.killpg(server.pid, signal.SIGKILL)
-    raise AssertionError("mlflow server did not start within 120 s")
+    server = start_mlflow_server(folder, port)
+    try:
+        wait_for_server(server, f"http://127.0.0.1:{port}", folder / "server.log")
+    except BaseException:
+        _stop(server)
+        raise
+    return server
 
 
 def _stop(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGKILL)  # its own session: the server and its workers only
-    server.wait(timeout=30)
+    stop_mlflow_server(server, signal.SIGKILL)  # killed outright, as a crashed server
 
 
 def _runs(uri: str) -> list:
@@ -60,9 +46,12 @@ def _runs(uri: str) -> list:
     return client.search_runs([experiment.experiment_id], "tags.config_hash LIKE '%'")
 
 
-def test_a_killed_server_loses_nothing_and_the_spool_replays_exactly_once(tmp_path):
-    port = _free_port()
+def test_a_killed_server_loses_nothing_and_the_spool_replays_exactly_once(
+    tmp_path, empty_mlflow_db
+):
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
+    seed_store(tmp_path, empty_mlflow_db, "server.db")
     server = _server(tmp_path, port)
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
     store = [f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path}/art"]

@@ -1,14 +1,17 @@
 """MLflow records: one run per configuration, a child per target, stable keys, artifacts."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mlflow.tracking import MlflowClient
 
 from benchmark.cli.job import run
+from benchmark.cli.main import main
 from benchmark.signals.arrays import Signals
-from tests.conftest import FAST, quick, run_cli
+from tests.conftest import FAST, quick, run_cli, seed_store
 
 
 def runs_of(store: Path) -> list:
@@ -56,27 +59,38 @@ def test_same_configuration_gives_identical_metrics(make_config):
     assert first == second
 
 
-def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    store = [
+def store_args(cwd: Path) -> list[str]:
+    return [
         f"tracking.uri=sqlite:///{cwd}/store/mlflow.db",
         f"tracking.artifact_location={cwd}/art",
     ]
-    return run_cli([*args, *store], cwd)
 
 
-def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path):
+def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return run_cli([*args, *store_args(cwd)], cwd)
+
+
+def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """Through the console script's ``main`` in this process: the code path of the shell, without
+    a new interpreter's imports per case (``tests/cli/test_bad_input.py`` runs refusals as a
+    subprocess too)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["mia-bench"])
     for args, message in [
         (["data=npz", "data.path=/nonexistent"], "data.path=/nonexistent does not exist"),
         (["protocol.n_models=3"], "protocol.n_models must be even"),
     ]:
-        result = cli(args, tmp_path)
-        assert result.returncode != 0
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+        with pytest.raises(SystemExit) as exit_:
+            main([*args, *store_args(tmp_path)])
+        _, err = capsys.readouterr()
+        assert exit_.value.code != 0
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
         assert not (tmp_path / "store").exists()
 
 
-def test_sweep_groups_configurations_under_one_parent(tmp_path):
+def test_sweep_groups_configurations_under_one_parent(tmp_path, empty_mlflow_db):
+    seed_store(tmp_path / "store", empty_mlflow_db)
     result = cli(["-m", "defense=none,weight_decay,topk", *quick()], tmp_path)
     assert result.returncode == 0, result.stderr
     _, runs = runs_of(tmp_path / "store")

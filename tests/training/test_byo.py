@@ -18,7 +18,7 @@ from benchmark.cli.job import run
 from benchmark.errors import ConfigError
 from benchmark.experiment.plan import prepare
 from benchmark.training.engines import train
-from tests.conftest import REPO, compose_config, only_attacks
+from tests.conftest import REPO, compose_config, only_attacks, seed_store
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "byo"
 SMALL = ["protocol.n_models=4", "training.epochs=2"]
@@ -74,8 +74,9 @@ def test_dpsgd_trains_a_custom_model_through_opacus() -> None:
     assert all(0 < e <= plan.recipe.dp.target_epsilon * 1.01 for e in models.epsilons)
 
 
-def test_cli_runs_own_model_data_and_loop_into_mlflow(tmp_path: Path) -> None:
+def test_cli_runs_own_model_data_and_loop_into_mlflow(tmp_path: Path, empty_mlflow_db) -> None:
     store = tmp_path / "results"
+    seed_store(store, empty_mlflow_db)
     args = [
         *SMALL,
         *MODEL,
@@ -170,8 +171,9 @@ def test_loop_returning_a_model_of_the_wrong_width_is_refused() -> None:
         run(config(*DATA, *loop, "tracking.enabled=false"), show_progress=False)
 
 
-def test_loop_failing_midway_marks_the_run_failed(tmp_path: Path) -> None:
+def test_loop_failing_midway_marks_the_run_failed(tmp_path: Path, empty_mlflow_db) -> None:
     store = tmp_path / "results"
+    seed_store(store, empty_mlflow_db)
     loop = ["training=custom", "training._target_=byo_example.train.fit_fails"]
     outcome = run(config(*DATA, *loop, store=store), show_progress=False)
     assert outcome.result is None and "CUDA out of memory (simulated)" in str(outcome.failure)
