@@ -64,10 +64,34 @@ def deferred_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        # While the handlers are restored the kernel holds new stop signals back (delivered at
+        # the unblock, to the restored handlers), a signal already received runs its holding
+        # handler first, and an interrupt raised half-way through still restores every handler:
+        # a handler left holding would swallow every later Ctrl-C of the process.
+        with _blocked(STOP_SIGNALS), contextlib.ExitStack() as restore:
+            for signum, handler in previous.items():
+                restore.callback(signal.signal, signum, handler)
+            _run_pending_handlers()
         if held:
             _deliver(held[0], previous[held[0]])
+
+
+@contextlib.contextmanager
+def _blocked(signals: tuple[signal.Signals, ...]) -> Iterator[None]:
+    """The calling thread's kernel mask holds ``signals`` meanwhile (not on Windows)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _run_pending_handlers() -> None:
+    """Nothing: Python runs the handlers of the signals it has received when a function is
+    entered (or between other bytecodes), so calling this runs them here."""
 
 
 def _deliver(signum: int, handler: object) -> None:
