@@ -21,6 +21,7 @@ from typing import NoReturn
 import hydra
 from omegaconf import DictConfig
 
+from benchmark.cli import hydra_internals as hi
 from benchmark.cli.job import run
 from benchmark.cli.preflight import check_command_line
 from benchmark.cli.sweep import in_sweep, run_job
@@ -69,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         check_command_line(sys.argv[1:], CONFIG_DIR)
     except ConfigError as exc:
         refuse(exc)
-    app()
+    with hi.sweeps_checked_by_preflight():
+        app()
 
 
 def report_main() -> None:

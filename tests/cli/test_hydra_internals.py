@@ -3,8 +3,12 @@ that the preflight relies on, pinned so that a Hydra upgrade that changes it fai
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from hydra import compose as hydra_compose
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
 from benchmark.cli import hydra_internals as hi
@@ -107,3 +111,14 @@ def test_an_option_file_is_merged_alone_only_when_it_is_plain_content(hydra: Non
     assert hi.option_config("hydra/launcher", "slurm") is None  # a defaults list
     assert hi.group_choice("defense=[none,topk]") == ("defense", ["none", "topk"])
     assert hi.group_choice("+defense=topk") is None and hi.group_choice("~defense") is None
+
+
+def test_within_a_preflight_checked_sweep_hydra_does_not_compose_the_batch_again():
+    # The class Hydra instantiates: its plugin scan may have loaded the module anew.
+    basic = importlib.import_module(BasicSweeper.__module__).BasicSweeper
+    sweeper = basic(max_batch_size=None)  # no config: composing a batch would fail
+    with hi.sweeps_checked_by_preflight():
+        sweeper.validate_batch_is_legal([["defense=none"], ["defense=nope"]])
+    assert basic.validate_batch_is_legal is Sweeper.validate_batch_is_legal
+    with pytest.raises(AttributeError):  # Hydra's own check again: it composes, with a loader
+        sweeper.validate_batch_is_legal([["defense=none"]])
