@@ -17,7 +17,7 @@ Both are estimates from ``S`` seeds and are printed with their own 95% intervals
 the Clopper-Pearson interval of its ``S`` hits, the width ratio with the chi-square interval of
 ``sd`` (``(S-1) sd^2 / sigma^2 ~ chi2(S-1)``). With 20 seeds the ratio is known only to about
 +-30%: measured twice with 20 seeds, RMIA's AUC gave 1.93 and 1.19, and 100 seeds gave 1.34
-[1.18, 1.56]. The default, 100 seeds, pins it to about +-15%.
+[1.15, 1.52]. The default, 100 seeds, pins it to about +-15%.
 
 Every bootstrap scheme of :mod:`benchmark.evaluation.intervals` is measured, and the old
 Student-t interval over targets (``student_t``) beside them; the configuration summary uses
