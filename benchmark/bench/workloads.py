@@ -10,7 +10,6 @@ import copy
 import dataclasses
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
@@ -19,8 +18,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmark.data.pool import Pool
 from benchmark.protocol.membership import Membership
 from benchmark.training.recipe import Recipe
+from benchmark.training.stacked_steps import stacked_orders
 from benchmark.training.stacking import stack
-from benchmark.training.steps import batch_order, init_model, make_optimizer
+from benchmark.training.steps import init_model, make_optimizer
 
 
 def first_models(membership: Membership, m: int) -> Membership:
@@ -76,12 +76,7 @@ def train_vmap(recipe: Recipe, pool: Pool, membership: Membership, device: torch
     forward = vmap(one, randomness="different")
     optimizer = make_optimizer(recipe, list(params.values()))
     x, y = torch.as_tensor(pool.x, device=device), torch.as_tensor(pool.y, device=device)
-    orders = [
-        batch_order(membership.members(k), recipe.epochs, recipe.batch_size, int(s))
-        for k, s in enumerate(membership.seeds)
-    ]
-    for batches in zip(*orders, strict=True):
-        index = torch.as_tensor(np.stack(batches), device=device)  # [K, B]
+    for index in stacked_orders(membership, recipe.epochs, recipe.batch_size, device):
         logits = forward(params, buffers, x[index])
         loss = F.cross_entropy(logits.flatten(0, 1), y[index].flatten(), reduction="none")
         optimizer.zero_grad(set_to_none=True)

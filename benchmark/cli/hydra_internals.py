@@ -40,7 +40,6 @@ __all__ = [
     "Line",
     "RunMode",
     "apply_overrides",
-    "sweeps_checked_by_preflight",
     "add_options",
     "compose",
     "condense",
@@ -51,6 +50,7 @@ __all__ = [
     "parse_args",
     "parse_overrides",
     "read_lines",
+    "sweeps_checked_by_preflight",
     "unknown_key",
 ]
 

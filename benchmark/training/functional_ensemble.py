@@ -31,9 +31,9 @@ from benchmark.data.pool import Pool
 from benchmark.progress import progress as show_progress
 from benchmark.protocol.membership import Membership
 from benchmark.training.recipe import Recipe
-from benchmark.training.stacked_steps import check_finite
+from benchmark.training.stacked_steps import check_finite, stacked_orders
 from benchmark.training.stacking import NotStackable
-from benchmark.training.steps import batch_order, init_model, make_optimizer
+from benchmark.training.steps import init_model, make_optimizer
 from benchmark.training.trained import Models, resolve_device
 
 
@@ -114,16 +114,15 @@ def train_functional(
     check_functional(ensemble, modules, x[:8])
     torch.manual_seed(int(membership.seeds[0]))
     optimizer = make_optimizer(recipe, list(ensemble.params.values()))
-    orders = [
-        batch_order(membership.members(k), recipe.epochs, recipe.batch_size, int(seed))
-        for k, seed in enumerate(membership.seeds)
-    ]
     steps = recipe.epochs * -(-int(membership.matrix[0].sum()) // recipe.batch_size)
     ensemble.train()
-    for batches in show_progress(
-        zip(*orders, strict=True), "training", unit="step", enabled=progress, total=steps
+    for index in show_progress(
+        stacked_orders(membership, recipe.epochs, recipe.batch_size, device),
+        "training",
+        unit="step",
+        enabled=progress,
+        total=steps,
     ):
-        index = torch.as_tensor(np.stack(batches), device=device)  # [K, B]
         logits = ensemble(x[index])
         losses = F.cross_entropy(
             logits.flatten(0, 1),

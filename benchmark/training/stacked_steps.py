@@ -1,11 +1,17 @@
-"""What both stacked-ensemble loops (:mod:`.ensemble`, :mod:`.private_ensemble`) share: the
-per-model batch layout, the per-model loss and the divergence check."""
+"""What the stacked-ensemble loops (:mod:`.ensemble`, :mod:`.private_ensemble`,
+:mod:`.functional_ensemble`) share: the per-model batches and their layout, the per-model loss
+and the divergence check."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmark.protocol.membership import Membership
+from benchmark.training.steps import epoch_orders
 from benchmark.training.trained import TrainingDiverged
 
 
@@ -44,3 +50,22 @@ def check_finite(losses: torch.Tensor) -> None:
         raise TrainingDiverged(
             f"model {k}'s loss became {losses[k].item()} (try a smaller training.lr)"
         )
+
+
+def stacked_orders(
+    membership: Membership, epochs: int, batch_size: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """Each step's pool indices ``[K, B]``, row ``k`` model ``k``'s batch as
+    :func:`benchmark.training.steps.batch_order` draws it.
+
+    The ``K`` shuffles of an epoch are stacked and sent to the device at once, and each step is
+    a slice of them: stacking ``K`` batches every step cost 0.3 ms of a 12 ms step at ``K=64``.
+    """
+    orders = [
+        epoch_orders(membership.members(k), epochs, int(seed))
+        for k, seed in enumerate(membership.seeds)
+    ]
+    for shuffles in zip(*orders, strict=True):
+        epoch = torch.as_tensor(np.stack(shuffles), device=device)  # [K, n_train]
+        for start in range(0, epoch.shape[1], batch_size):
+            yield epoch[:, start : start + batch_size]

@@ -16,8 +16,9 @@ from benchmark.experiment.plan import prepare
 from benchmark.models.base import MODELS, build_model
 from benchmark.protocol.membership import Membership, make_membership
 from benchmark.training.engines import train
-from benchmark.training.ensemble import stacked_orders, unsupported
+from benchmark.training.ensemble import unsupported
 from benchmark.training.hooks import TrainingHook
+from benchmark.training.stacked_steps import stacked_orders
 from benchmark.training.stacking import (
     NotStackable,
     StackedAffine,
